@@ -1,0 +1,1 @@
+"""medledger genesis package."""

@@ -1,0 +1,372 @@
+"""The node's chain: py-evm with Prague rules on LevelDB, QBFT headers, one atomic batch per block.
+
+Every method that changes the chain stages its writes in `StagedDB` and commits
+them in one LevelDB batch at the end, or rolls them back on any error. The
+class is not thread-safe: the node calls it from a single worker thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eth.abc import (
+    BlockAPI,
+    BlockHeaderAPI,
+    ConsensusAPI,
+    ConsensusContextAPI,
+    ReceiptAPI,
+    SignedTransactionAPI,
+    StateAPI,
+    VirtualMachineAPI,
+)
+from eth.chains.base import Chain as PyEvmChain
+from eth.consensus.context import ConsensusContext
+from eth.db.atomic import AtomicDB
+from eth.exceptions import BlockNotFound, HeaderNotFound, TransactionNotFound
+from eth.vm.forks.prague import PragueVM
+from eth_typing import Address, Hash32
+from eth_utils import ValidationError
+
+from consensus.extradata import MAX_EXTRA_DATA_BYTES, ExtraDataError, QbftExtraData, Vote
+from consensus.seals import FinalityError, verify_commit_seals
+from genesis.schema import Genesis
+from node.db import LevelDBStore, StagedDB, StorageError
+
+# The mixHash Istanbul-family BFT chains put in every header ("Istanbul digest").
+QBFT_MIX_HASH = bytes.fromhex("63746963616c2062797a616e74696e65206661756c7420746f6c6572616e6365")
+ZERO_HASH = b"\x00" * 32
+ZERO_ADDRESS = b"\x00" * 20
+_GENESIS_KEY = b"medledger:genesis-hash"
+
+
+class BlockRejected(ValueError):
+    """A block failed validation; nothing it contained was stored."""
+
+
+class QbftPyEvmConsensus(ConsensusAPI):
+    """py-evm's consensus hook for QBFT headers.
+
+    Commit seals can only be checked against the validator set of the parent,
+    which py-evm's hook does not get; `Chain.import_block` checks them before
+    execution. Here: extraData must parse, and fees go to the header's coinbase
+    (the proposer), fixed before any transaction runs.
+    """
+
+    def __init__(self, context: ConsensusContextAPI) -> None:
+        self.context = context
+
+    def validate_seal(self, header: BlockHeaderAPI) -> None:
+        try:
+            QbftExtraData.decode(header.extra_data)
+        except ExtraDataError as exc:
+            raise ValidationError(str(exc)) from exc
+
+    def validate_seal_extension(
+        self, header: BlockHeaderAPI, parents: Sequence[BlockHeaderAPI]
+    ) -> None:
+        return None
+
+    @classmethod
+    def get_fee_recipient(cls, header: BlockHeaderAPI) -> Address:
+        return header.coinbase
+
+
+MedledgerPragueVM = PragueVM.configure(
+    __name__="MedledgerPragueVM",
+    extra_data_max_bytes=MAX_EXTRA_DATA_BYTES,
+    consensus_class=QbftPyEvmConsensus,
+)
+
+
+@dataclass(frozen=True)
+class BuiltBlock:
+    """A block executed by the proposer, not yet sealed nor stored."""
+
+    block: BlockAPI
+    receipts: tuple[ReceiptAPI, ...]
+    rejected: tuple[tuple[SignedTransactionAPI, str], ...]
+
+
+def _genesis_header_params(genesis: Genesis) -> dict[str, Any]:
+    extra = QbftExtraData(vanity=genesis.vanity, validators=genesis.validators)
+    return {
+        "difficulty": 0,
+        "gas_limit": genesis.gas_limit,
+        "timestamp": genesis.timestamp,
+        "extra_data": extra.encode(),
+        "mix_hash": QBFT_MIX_HASH,
+        "nonce": b"\x00" * 8,
+        "coinbase": ZERO_ADDRESS,
+        "base_fee_per_gas": genesis.base_fee_per_gas,
+        "parent_beacon_block_root": ZERO_HASH,
+    }
+
+
+def _genesis_state(genesis: Genesis) -> dict[Address, dict[str, Any]]:
+    return {
+        Address(address): {
+            "balance": account.balance,
+            "nonce": account.nonce,
+            "code": account.code,
+            "storage": dict(account.storage),
+        }
+        for address, account in genesis.alloc.items()
+    }
+
+
+class Chain:
+    """Canonical chain of one node: build, seal, import and read blocks."""
+
+    def __init__(self, datadir: Path, genesis: Genesis) -> None:
+        self.genesis = genesis
+        self.chain_id = genesis.chain_id
+        self.store = LevelDBStore(Path(datadir) / "chaindata")
+        self.db = StagedDB(self.store)
+        self._chain_class = PyEvmChain.configure(
+            __name__="MedledgerChain",
+            vm_configuration=((0, MedledgerPragueVM),),
+            chain_id=genesis.chain_id,
+            consensus_context_class=ConsensusContext,
+        )
+        try:
+            self._chain = self._open_or_initialise()
+        except Exception:
+            self.store.close()
+            raise
+
+    def _open_or_initialise(self) -> PyEvmChain:
+        stored = self.store.get(_GENESIS_KEY)
+        if stored is None:
+            chain = self._chain_class.from_genesis(
+                self.db, _genesis_header_params(self.genesis), _genesis_state(self.genesis)
+            )
+            self.db[_GENESIS_KEY] = chain.get_canonical_block_header_by_number(0).hash
+            self.db.commit()
+            return chain
+        chain = self._chain_class(self.db)
+        genesis_hash = chain.get_canonical_block_header_by_number(0).hash
+        if genesis_hash != stored:
+            raise StorageError("chain database is inconsistent: stored genesis hash mismatch")
+        expected = self._expected_genesis_hash()
+        if expected != stored:
+            raise StorageError(
+                f"datadir {self.store.path} belongs to another chain: its genesis is "
+                f"0x{stored.hex()}, this genesis file gives 0x{expected.hex()}"
+            )
+        return chain
+
+    def _expected_genesis_hash(self) -> bytes:
+        scratch = self._chain_class.from_genesis(
+            AtomicDB(), _genesis_header_params(self.genesis), _genesis_state(self.genesis)
+        )
+        return scratch.get_canonical_block_header_by_number(0).hash
+
+    def close(self) -> None:
+        self.db.rollback()
+        self.store.close()
+
+    # -- reading -------------------------------------------------------------------------
+
+    @property
+    def head(self) -> BlockHeaderAPI:
+        return self._chain.get_canonical_head()
+
+    @property
+    def genesis_hash(self) -> bytes:
+        return self._chain.get_canonical_block_header_by_number(0).hash
+
+    def header_by_number(self, number: int) -> BlockHeaderAPI | None:
+        try:
+            return self._chain.get_canonical_block_header_by_number(number)
+        except HeaderNotFound:
+            return None
+
+    def header_by_hash(self, block_hash: bytes) -> BlockHeaderAPI | None:
+        try:
+            return self._chain.get_block_header_by_hash(Hash32(block_hash))
+        except HeaderNotFound:
+            return None
+
+    def block_by_header(self, header: BlockHeaderAPI) -> BlockAPI:
+        return self._chain.get_block_by_header(header)
+
+    def block_by_number(self, number: int) -> BlockAPI | None:
+        header = self.header_by_number(number)
+        return None if header is None else self.block_by_header(header)
+
+    def block_by_hash(self, block_hash: bytes) -> BlockAPI | None:
+        header = self.header_by_hash(block_hash)
+        if header is None or self.header_by_number(header.block_number) != header:
+            return None
+        return self.block_by_header(header)
+
+    def receipts(self, block: BlockAPI) -> tuple[ReceiptAPI, ...]:
+        return block.get_receipts(self._chain.chaindb)
+
+    def transaction_location(self, tx_hash: bytes) -> tuple[int, int] | None:
+        """(block number, index) of a transaction in the canonical chain."""
+        try:
+            number, index = self._chain.chaindb.get_transaction_index(Hash32(tx_hash))
+        except TransactionNotFound:
+            return None
+        return number, index
+
+    def vm_at(self, header: BlockHeaderAPI) -> VirtualMachineAPI:
+        return self._chain.get_vm(header)
+
+    def state_at(self, header: BlockHeaderAPI) -> StateAPI:
+        """Read-only view of the state after `header` (do not persist it)."""
+        return self.vm_at(header).state
+
+    def pending_header(self, timestamp: int) -> BlockHeaderAPI:
+        """Header template of the next block: base fee and number for estimates and calls."""
+        return self._chain.create_header_from_parent(self.head, timestamp=timestamp)
+
+    def validators_at(self, header: BlockHeaderAPI) -> tuple[bytes, ...]:
+        return QbftExtraData.decode(header.extra_data).validators
+
+    def validators_after(self, header: BlockHeaderAPI) -> tuple[bytes, ...]:
+        """The validator set of the block after `header` (fixed until validator voting lands)."""
+        return self.validators_at(header)
+
+    # -- building and importing ----------------------------------------------------------
+
+    def build_block(
+        self,
+        transactions: Sequence[SignedTransactionAPI],
+        *,
+        timestamp: int,
+        proposer: bytes,
+        round_number: int = 0,
+        vote: Vote | None = None,
+    ) -> BuiltBlock:
+        """Execute `transactions` on top of the head as the proposer, in one pass.
+
+        Transactions that the state rejects (nonce, balance, gas) are skipped
+        and reported, not fatal. The state writes stay staged until the block
+        is sealed and committed, or rolled back by `discard_built`.
+        """
+        parent = self.head
+        if timestamp <= parent.timestamp:
+            timestamp = parent.timestamp + 1
+        extra = QbftExtraData(
+            vanity=self.genesis.vanity,
+            validators=self.validators_after(parent),
+            vote=vote,
+            round=round_number,
+        )
+        header = self._chain.create_header_from_parent(
+            parent,
+            timestamp=timestamp,
+            coinbase=Address(proposer),
+            extra_data=extra.encode(),
+            mix_hash=QBFT_MIX_HASH,
+            parent_beacon_block_root=ZERO_HASH,
+        )
+        vm = self._chain.get_vm(header)
+        try:
+            return self._execute_as_proposer(vm, header, transactions)
+        except Exception:
+            self.db.rollback()
+            raise
+
+    @staticmethod
+    def _execute_as_proposer(
+        vm: VirtualMachineAPI,
+        header: BlockHeaderAPI,
+        transactions: Sequence[SignedTransactionAPI],
+    ) -> BuiltBlock:
+        # The same steps as py-evm's VM.import_block, so followers compute the same roots,
+        # but a transaction the state rejects is skipped instead of failing the block.
+        vm.block_preprocessing(vm.get_block())
+        state = vm.state
+        current = header
+        included: list[SignedTransactionAPI] = []
+        receipts: list[ReceiptAPI] = []
+        rejected: list[tuple[SignedTransactionAPI, str]] = []
+        for tx in transactions:
+            if current.gas_used + tx.gas > current.gas_limit:
+                rejected.append((tx, "block gas limit reached"))
+                continue
+            try:
+                vm.validate_transaction_against_header(current, tx)
+                state.validate_transaction(tx)
+            except ValidationError as exc:
+                rejected.append((tx, str(exc)))
+                continue
+            receipt, _computation = vm.apply_transaction(current, tx)
+            current = vm.add_receipt_to_header(current, receipt)
+            current = vm.increment_blob_gas_used(current, tx)
+            included.append(tx)
+            receipts.append(receipt)
+        filled = vm.set_block_transactions_and_withdrawals(
+            vm.get_block(), current, included, receipts
+        )
+        processed = vm.block_postprocessing(filled)
+        block = vm.mine_block(processed).block
+        return BuiltBlock(block=block, receipts=tuple(receipts), rejected=tuple(rejected))
+
+    def commit_sealed(self, built: BuiltBlock, commit_seals: Sequence[bytes]) -> BlockAPI:
+        """Store a block this node built, now that it carries its commit seals."""
+        extra = QbftExtraData.decode(built.block.header.extra_data)
+        sealed_header = built.block.header.copy(
+            extra_data=extra.with_seals(tuple(commit_seals)).encode()
+        )
+        block = built.block.copy(header=sealed_header)
+        try:
+            verify_commit_seals(sealed_header, extra.validators)
+            self._chain.persist_block(block)
+            self.db.commit()
+        except FinalityError as exc:
+            self.db.rollback()
+            raise BlockRejected(str(exc)) from exc
+        except Exception:
+            self.db.rollback()
+            raise
+        return block
+
+    def discard_built(self) -> None:
+        """Forget a built block that did not get sealed (round change, shutdown)."""
+        self.db.rollback()
+
+    def import_block(self, block: BlockAPI) -> BlockAPI:
+        """Validate a final block from a peer, execute it, and store it atomically."""
+        parent = self.head
+        if block.header.parent_hash != parent.hash or block.number != parent.block_number + 1:
+            raise BlockRejected(
+                f"block #{block.number} does not extend the head #{parent.block_number}"
+            )
+        try:
+            extra = QbftExtraData.decode(block.header.extra_data)
+        except ExtraDataError as exc:
+            raise BlockRejected(str(exc)) from exc
+        expected_validators = self.validators_after(parent)
+        if extra.validators != expected_validators:
+            raise BlockRejected("block lists a validator set other than the expected one")
+        if block.header.coinbase not in expected_validators:
+            raise BlockRejected("block proposer is not a validator")
+        if block.header.mix_hash != QBFT_MIX_HASH:
+            raise BlockRejected("block mixHash is not the QBFT digest")
+        try:
+            verify_commit_seals(block.header, expected_validators)
+            self._chain.import_block(block)
+            self.db.commit()
+        except (FinalityError, ValidationError) as exc:
+            self.db.rollback()
+            raise BlockRejected(str(exc)) from exc
+        except Exception:
+            self.db.rollback()
+            raise
+        return self.head_block()
+
+    def head_block(self) -> BlockAPI:
+        return self.block_by_header(self.head)
+
+    def block_or_raise(self, number: int) -> BlockAPI:
+        block = self.block_by_number(number)
+        if block is None:
+            raise BlockNotFound(f"no block #{number}")
+        return block

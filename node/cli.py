@@ -1,0 +1,24 @@
+"""The `medledger` command line: one click group, sub-commands live in their own modules."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="medledger")
+def main() -> None:
+    """medledger: node software for a permissioned consortium of hospitals."""
+
+
+def _register_subcommands() -> None:
+    from node.cli_genesis import genesis_group
+    from node.cli_node import devnet, node_group, status
+
+    main.add_command(genesis_group)
+    main.add_command(node_group)
+    main.add_command(devnet)
+    main.add_command(status)
+
+
+_register_subcommands()

@@ -1,0 +1,202 @@
+"""`medledger node run`, `medledger devnet` and `medledger status`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+import trio
+from eth_keys import keys
+from eth_utils import keccak, to_checksum_address
+
+from genesis.builder import new_consortium
+from genesis.schema import Genesis, GenesisError, load_genesis
+from node.db import StorageError
+from node.keystore import KeystoreError, read_keystore, resolve_passphrase
+from node.logs import configure_logging
+from node.runtime import NodeConfig, run_until_signal
+
+DEVNET_ACCOUNTS_SEED = b"medledger devnet account"
+DEVNET_CHAIN_ID = 1337
+
+
+def _common_rpc_options(fn: Any) -> Any:
+    fn = click.option("--rpc-host", default="127.0.0.1", show_default=True,
+                      help="Address the JSON-RPC listeners bind to.")(fn)
+    fn = click.option("--rpc-port", type=click.IntRange(0, 65535), default=8545,
+                      show_default=True, help="JSON-RPC over HTTP (and WebSocket); 0 = any free.")(fn)
+    fn = click.option("--ws-port", type=click.IntRange(0, 65535), default=8546,
+                      show_default=True, help="Extra JSON-RPC WebSocket port; 0 = any free.")(fn)
+    fn = click.option("--log-level", default="info", show_default=True,
+                      type=click.Choice(["debug", "info", "warning", "error"]))(fn)
+    fn = click.option("--log-format", default="auto", show_default=True,
+                      type=click.Choice(["auto", "json", "console"]),
+                      help="auto: human-readable on a terminal, JSON otherwise.")(fn)
+    return fn
+
+
+def _setup_logs(level: str, log_format: str) -> None:
+    configure_logging(level, json_output=None if log_format == "auto" else log_format == "json")
+
+
+def _run(config: NodeConfig) -> None:
+    try:
+        trio.run(run_until_signal, config)
+    except StorageError as exc:
+        raise click.ClickException(str(exc)) from None
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot start JSON-RPC listener: {exc}") from None
+
+
+@click.group("node")
+def node_group() -> None:
+    """Run a consortium node."""
+
+
+@node_group.command("run")
+@click.option("--datadir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Chain database and node files.")
+@click.option("--genesis", "genesis_path", type=click.Path(dir_okay=False, path_type=Path),
+              required=True, help="Consortium genesis.json.")
+@click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Validator key file (keystore v3). Without it the node does not seal.")
+@click.option("--passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="File holding the key's passphrase (else $MEDLEDGER_PASSPHRASE, else prompt).")
+@click.option("--empty-block-period", type=click.FloatRange(min=0.1), default=None,
+              help="Seconds between empty blocks (default: from genesis).")
+@_common_rpc_options
+def node_run(
+    datadir: Path, genesis_path: Path, key_path: Path | None, passphrase_file: Path | None,
+    empty_block_period: float | None, rpc_host: str, rpc_port: int, ws_port: int,
+    log_level: str, log_format: str,
+) -> None:
+    """Run a node on DATADIR for the chain of GENESIS."""
+    _setup_logs(log_level, log_format)
+    try:
+        genesis = load_genesis(genesis_path)
+    except GenesisError as exc:
+        raise click.ClickException(f"genesis {genesis_path}: {exc}") from None
+    key = _load_key(key_path, passphrase_file) if key_path is not None else None
+    _run(NodeConfig(
+        datadir=datadir, genesis=genesis, validator_key=key, rpc_host=rpc_host,
+        rpc_port=rpc_port, ws_port=ws_port, empty_block_period=empty_block_period,
+    ))
+
+
+def _load_key(key_path: Path, passphrase_file: Path | None) -> bytes:
+    try:
+        passphrase = resolve_passphrase(passphrase_file)
+        if passphrase is None:
+            if not click.get_text_stream("stdin").isatty():
+                raise click.ClickException(
+                    "no passphrase for the key: use --passphrase-file or $MEDLEDGER_PASSPHRASE"
+                )
+            passphrase = click.prompt(f"Passphrase for {key_path}", hide_input=True)
+        return read_keystore(key_path, passphrase)
+    except KeystoreError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def devnet_account_keys(count: int) -> list[bytes]:
+    """Well-known development keys (public knowledge: never use them on a real network)."""
+    return [keccak(DEVNET_ACCOUNTS_SEED + i.to_bytes(4, "big")) for i in range(count)]
+
+
+def devnet_genesis(accounts: int, block_period: int) -> tuple[Genesis, bytes]:
+    dev_keys = devnet_account_keys(accounts)
+    prefund = {
+        keys.PrivateKey(k).public_key.to_canonical_address(): 10**24 for k in dev_keys
+    }
+    genesis, validator_keys = new_consortium(
+        1, chain_id=DEVNET_CHAIN_ID, block_period_seconds=block_period, prefund=prefund
+    )
+    return genesis, validator_keys[0]
+
+
+@click.command("devnet")
+@click.option("--datadir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Keep the chain here (default: a temporary directory removed on exit).")
+@click.option("--accounts", type=click.IntRange(0, 100), default=5, show_default=True,
+              help="Pre-funded development accounts to print.")
+@click.option("--block-period", type=click.IntRange(1), default=1, show_default=True)
+@_common_rpc_options
+def devnet(
+    datadir: Path | None, accounts: int, block_period: int, rpc_host: str, rpc_port: int,
+    ws_port: int, log_level: str, log_format: str,
+) -> None:
+    """Run a throw-away one-validator consortium chain for development."""
+    _setup_logs(log_level, log_format)
+    temporary = datadir is None
+    root = Path(tempfile.mkdtemp(prefix="medledger-devnet-")) if datadir is None else datadir
+    genesis_file = root / "genesis.json"
+    try:
+        if genesis_file.exists():
+            genesis = load_genesis(genesis_file)
+            validator_key = bytes.fromhex((root / "validator.key").read_text().strip())
+        else:
+            root.mkdir(parents=True, exist_ok=True)
+            genesis, validator_key = devnet_genesis(accounts, block_period)
+            from genesis.schema import dump_genesis
+
+            genesis_file.write_text(dump_genesis(genesis))
+            key_file = root / "validator.key"
+            key_file.write_text(validator_key.hex())
+            key_file.chmod(0o600)
+        click.echo(f"medledger devnet: chain id {genesis.chain_id}, data in {root}")
+        click.echo("Development accounts (publicly known keys: for this devnet only):")
+        for k in devnet_account_keys(accounts):
+            address = keys.PrivateKey(k).public_key.to_canonical_address()
+            click.echo(f"  {to_checksum_address(address)}  key 0x{k.hex()}")
+        click.echo("web3.py: inject ExtraDataToPOAMiddleware (QBFT extraData is over 32 bytes).")
+        _run(NodeConfig(
+            datadir=root / "node", genesis=genesis, validator_key=validator_key,
+            rpc_host=rpc_host, rpc_port=rpc_port, ws_port=ws_port,
+        ))
+    except GenesisError as exc:
+        raise click.ClickException(f"devnet genesis: {exc}") from None
+    finally:
+        if temporary:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+@click.command("status")
+@click.option("--rpc", "rpc_url", default="http://127.0.0.1:8545", show_default=True,
+              help="JSON-RPC endpoint of the node.")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def status(rpc_url: str, as_json: bool) -> None:
+    """Show a running node's chain id, head, peers and sync state."""
+    calls = ["web3_clientVersion", "eth_chainId", "eth_blockNumber", "net_peerCount",
+             "eth_syncing"]
+    batch = [{"jsonrpc": "2.0", "id": i, "method": m, "params": []} for i, m in enumerate(calls)]
+    try:
+        response = httpx.post(rpc_url, json=batch, timeout=5.0)
+        response.raise_for_status()
+        replies = {reply["id"]: reply for reply in response.json()}
+    except (httpx.HTTPError, ValueError, TypeError, KeyError) as exc:
+        raise click.ClickException(f"cannot reach node at {rpc_url}: {exc}") from None
+    results: dict[str, Any] = {}
+    for i, method in enumerate(calls):
+        reply = replies.get(i, {})
+        if "error" in reply or "result" not in reply:
+            raise click.ClickException(f"{method} failed: {reply.get('error')}")
+        results[method] = reply["result"]
+    head = int(results["eth_blockNumber"], 16)
+    summary = {
+        "client": results["web3_clientVersion"],
+        "chainId": int(results["eth_chainId"], 16),
+        "head": head,
+        "peers": int(results["net_peerCount"], 16),
+        "syncing": results["eth_syncing"],
+    }
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    for name, value in summary.items():
+        click.echo(f"{name:>8}: {value}")

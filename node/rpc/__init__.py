@@ -1,0 +1,1 @@
+"""The node's Ethereum JSON-RPC: transport (HTTP, WebSocket), dispatch, subscriptions, filters."""
