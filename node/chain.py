@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import rlp
 from eth.abc import (
     BlockAPI,
     BlockHeaderAPI,
@@ -39,7 +40,8 @@ from node.db import LevelDBStore, StagedDB, StorageError
 QBFT_MIX_HASH = bytes.fromhex("63746963616c2062797a616e74696e65206661756c7420746f6c6572616e6365")
 ZERO_HASH = b"\x00" * 32
 ZERO_ADDRESS = b"\x00" * 20
-_GENESIS_KEY = b"medledger:genesis-hash"
+_GENESIS_KEY = b"medledger:genesis"
+_GENESIS_RECORD = rlp.sedes.List([rlp.sedes.Binary.fixed_length(32), rlp.sedes.big_endian_int])
 
 
 class BlockRejected(ValueError):
@@ -143,18 +145,22 @@ class Chain:
             chain = self._chain_class.from_genesis(
                 self.db, _genesis_header_params(self.genesis), _genesis_state(self.genesis)
             )
-            self.db[_GENESIS_KEY] = chain.get_canonical_block_header_by_number(0).hash
+            genesis_hash = chain.get_canonical_block_header_by_number(0).hash
+            self.db[_GENESIS_KEY] = rlp.encode([genesis_hash, self.chain_id])
             self.db.commit()
             return chain
+        stored_hash, stored_chain_id = rlp.decode(stored, sedes=_GENESIS_RECORD)
         chain = self._chain_class(self.db)
-        genesis_hash = chain.get_canonical_block_header_by_number(0).hash
-        if genesis_hash != stored:
-            raise StorageError("chain database is inconsistent: stored genesis hash mismatch")
-        expected = self._expected_genesis_hash()
-        if expected != stored:
+        if chain.get_canonical_block_header_by_number(0).hash != stored_hash:
             raise StorageError(
-                f"datadir {self.store.path} belongs to another chain: its genesis is "
-                f"0x{stored.hex()}, this genesis file gives 0x{expected.hex()}"
+                f"database {self.store.path} is corrupt: its block 0 is not its recorded genesis"
+            )
+        expected = self._expected_genesis_hash()
+        if expected != stored_hash or stored_chain_id != self.chain_id:
+            raise StorageError(
+                f"datadir {self.store.path} belongs to another chain: chain id "
+                f"{stored_chain_id}, genesis 0x{stored_hash.hex()}; this genesis file gives "
+                f"chain id {self.chain_id}, genesis 0x{expected.hex()}"
             )
         return chain
 

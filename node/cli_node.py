@@ -29,7 +29,8 @@ def _common_rpc_options(fn: Any) -> Any:
     fn = click.option("--rpc-host", default="127.0.0.1", show_default=True,
                       help="Address the JSON-RPC listeners bind to.")(fn)
     fn = click.option("--rpc-port", type=click.IntRange(0, 65535), default=8545,
-                      show_default=True, help="JSON-RPC over HTTP (and WebSocket); 0 = any free.")(fn)
+                      show_default=True,
+                      help="JSON-RPC over HTTP (and WebSocket); 0 = any free.")(fn)
     fn = click.option("--ws-port", type=click.IntRange(0, 65535), default=8546,
                       show_default=True, help="Extra JSON-RPC WebSocket port; 0 = any free.")(fn)
     fn = click.option("--log-level", default="info", show_default=True,

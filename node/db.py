@@ -82,6 +82,8 @@ class LevelDBStore:
         if not self._closed:
             self._closed = True
             self._db.close()
+            # py-evm's caches may outlive the node; do not let them keep the handle alive.
+            del self._db
 
 
 class StagedDB(BaseAtomicDB):

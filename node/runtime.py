@@ -8,6 +8,7 @@ atomic LevelDB batch.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -101,11 +102,9 @@ class Node:
     def _wake_producer(self) -> None:
         # The txpool callback runs in the worker thread; hop to the loop to set the event.
         if self.producer is not None and self._trio_token is not None:
-            try:
+            with contextlib.suppress(trio.RunFinishedError):
                 trio.from_thread.run_sync(self.producer.notify_transaction,
                                           trio_token=self._trio_token)
-            except trio.RunFinishedError:
-                pass
 
     def _on_block(self, block: BlockAPI, logs: list[dict[str, Any]]) -> None:
         self.eth.publish_block(block, logs)

@@ -401,7 +401,6 @@ class TxPool:
         self._seq += 1
         if victim is not None:
             self._remove_tx(victim)
-            _log.debug("txpool_evicted", tx_hash=victim.hash.hex(), by=tx_hash.hex())
         if replaced is not None:
             self._replace_tx(replaced, pooled)
         else:

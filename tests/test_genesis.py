@@ -26,7 +26,7 @@ from genesis.schema import (
     load_genesis,
     parse_genesis,
 )
-from node.cli import main
+from node.cli_genesis import genesis_group
 from node.keystore import keystore_address, read_keystore
 
 FAST_SCRYPT = "4096"
@@ -388,7 +388,7 @@ def test_load_genesis_errors_name_the_file(tmp_path: Path) -> None:
         load_genesis(tmp_path)
 
     dup = tmp_path / "dup.json"
-    dup.write_text('{"chainId": 1, "chainId": 2, "validators": ["%s"]}' % V1)
+    dup.write_text(f'{{"chainId": 1, "chainId": 2, "validators": ["{V1}"]}}')
     with pytest.raises(GenesisError) as info:
         load_genesis(dup)
     assert str(info.value) == f"{dup}: invalid JSON: duplicate key 'chainId'"
@@ -467,37 +467,20 @@ def test_dump_genesis_is_loadable(tmp_path: Path) -> None:
 
 
 def run_cli(args: list[str], env: dict[str, str] | None = None) -> Any:
+    """Invoke `medledger genesis ARGS` in-process (the subprocess test covers the entry point)."""
     runner = CliRunner()
-    return runner.invoke(main, args, env={"MEDLEDGER_PASSPHRASE": "", **(env or {})})
+    return runner.invoke(genesis_group, args, env={"MEDLEDGER_PASSPHRASE": "", **(env or {})})
 
 
 def test_cli_new_with_passphrase_file(tmp_path: Path) -> None:
     secret = tmp_path / "pass.txt"
     secret.write_text("correct horse battery\n")
     out = tmp_path / "net"
+    options = ["--chain-id", "4242", "--block-period", "2", "--empty-block-period", "4"]
+    prefund = ["--prefund", f"{CHECKSUMMED}=1000", "--prefund", f"{CHECKSUMMED_2}=0x10"]
     result = run_cli(
-        [
-            "genesis",
-            "new",
-            "--validators",
-            "3",
-            "--out",
-            str(out),
-            "--chain-id",
-            "4242",
-            "--block-period",
-            "2",
-            "--empty-block-period",
-            "4",
-            "--prefund",
-            f"{CHECKSUMMED}=1000",
-            "--prefund",
-            f"{CHECKSUMMED_2}=0x10",
-            "--passphrase-file",
-            str(secret),
-            "--scrypt-n",
-            FAST_SCRYPT,
-        ]
+        ["new", "--validators", "3", "--out", str(out), *options, *prefund]
+        + ["--passphrase-file", str(secret), "--scrypt-n", FAST_SCRYPT]
     )
     assert result.exit_code == 0, result.output
     g = load_genesis(out / "genesis.json")
@@ -517,9 +500,7 @@ def test_cli_new_with_passphrase_file(tmp_path: Path) -> None:
 
 def test_cli_new_generates_passphrase(tmp_path: Path) -> None:
     out = tmp_path / "net"
-    result = run_cli(
-        ["genesis", "new", "--validators", "1", "--out", str(out), "--scrypt-n", FAST_SCRYPT]
-    )
+    result = run_cli(["new", "--validators", "1", "--out", str(out), "--scrypt-n", FAST_SCRYPT])
     assert result.exit_code == 0, result.output
     pass_file = out / "keys" / "passphrase.txt"
     assert "passphrase.txt" in result.stderr
@@ -535,7 +516,7 @@ def test_cli_new_generates_passphrase(tmp_path: Path) -> None:
 def test_cli_new_uses_env_passphrase(tmp_path: Path) -> None:
     out = tmp_path / "net"
     result = run_cli(
-        ["genesis", "new", "--validators", "1", "--out", str(out), "--scrypt-n", FAST_SCRYPT],
+        ["new", "--validators", "1", "--out", str(out), "--scrypt-n", FAST_SCRYPT],
         env={"MEDLEDGER_PASSPHRASE": "from-env"},
     )
     assert result.exit_code == 0, result.output
@@ -548,7 +529,7 @@ def test_cli_new_refuses_to_overwrite(tmp_path: Path) -> None:
     out = tmp_path / "net"
     out.mkdir()
     (out / "genesis.json").write_text("precious")
-    result = run_cli(["genesis", "new", "--validators", "1", "--out", str(out)])
+    result = run_cli(["new", "--validators", "1", "--out", str(out)])
     assert result.exit_code == 2
     assert f"refusing to overwrite existing {out / 'genesis.json'}" in result.stderr
     assert (out / "genesis.json").read_text() == "precious"
@@ -557,7 +538,7 @@ def test_cli_new_refuses_to_overwrite(tmp_path: Path) -> None:
     other = tmp_path / "other"
     (other / "keys").mkdir(parents=True)
     (other / "keys" / "validator-2.json").write_text("old key")
-    result = run_cli(["genesis", "new", "--validators", "2", "--out", str(other)])
+    result = run_cli(["new", "--validators", "2", "--out", str(other)])
     assert result.exit_code == 2
     assert "validator-2.json" in result.stderr
     assert sorted(p.name for p in (other / "keys").iterdir()) == ["validator-2.json"]
@@ -582,7 +563,7 @@ def test_cli_new_refuses_to_overwrite(tmp_path: Path) -> None:
 )
 def test_cli_new_bad_arguments(tmp_path: Path, extra: list[str], message: str) -> None:
     out = tmp_path / "net"
-    result = run_cli(["genesis", "new", "--out", str(out), *extra])
+    result = run_cli(["new", "--out", str(out), *extra])
     assert result.exit_code == 2, result.output
     assert message in result.stderr
     assert not (out / "genesis.json").exists()
@@ -591,7 +572,7 @@ def test_cli_new_bad_arguments(tmp_path: Path, extra: list[str], message: str) -
 def test_cli_check(tmp_path: Path) -> None:
     good = tmp_path / "good.json"
     good.write_text(json.dumps(valid_doc()))
-    result = run_cli(["genesis", "check", str(good)])
+    result = run_cli(["check", str(good)])
     assert result.exit_code == 0, result.output
     assert "chain id: 1337" in result.stdout
     assert "validators (2):" in result.stdout
@@ -603,7 +584,7 @@ def test_cli_check(tmp_path: Path) -> None:
     doc = valid_doc()
     doc["qbft"]["blockPeriod"] = 1
     bad.write_text(json.dumps(doc))
-    result = run_cli(["genesis", "check", str(bad)])
+    result = run_cli(["check", str(bad)])
     assert result.exit_code == 1
     assert result.stderr.strip() == (
         f"Error: {bad}: qbft.blockPeriod: unknown field (did you mean 'blockPeriodSeconds'?)"
@@ -611,7 +592,7 @@ def test_cli_check(tmp_path: Path) -> None:
     assert result.stdout == ""
     assert "Traceback" not in result.output
 
-    result = run_cli(["genesis", "check", str(tmp_path / "missing.json")])
+    result = run_cli(["check", str(tmp_path / "missing.json")])
     assert result.exit_code == 1
     assert "missing.json: file not found" in result.stderr
 
@@ -622,18 +603,9 @@ def test_cli_as_real_subprocess(tmp_path: Path) -> None:
     assert script.exists(), f"console script missing at {script}; run `uv sync`"
     out = tmp_path / "net"
     env = {**os.environ, "MEDLEDGER_PASSPHRASE": "subprocess-secret"}
+    new_args = ["genesis", "new", "--validators", "2", "--out", str(out)]
     proc = subprocess.run(
-        [
-            str(script),
-            "genesis",
-            "new",
-            "--validators",
-            "2",
-            "--out",
-            str(out),
-            "--scrypt-n",
-            FAST_SCRYPT,
-        ],
+        [str(script), *new_args, "--scrypt-n", FAST_SCRYPT],
         env=env,
         capture_output=True,
         text=True,
@@ -650,7 +622,7 @@ def test_cli_as_real_subprocess(tmp_path: Path) -> None:
     assert "subprocess-secret" not in proc.stdout + proc.stderr
 
     again = subprocess.run(
-        [str(script), "genesis", "new", "--validators", "2", "--out", str(out)],
+        [str(script), *new_args],
         env=env,
         capture_output=True,
         text=True,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any
 
-from eth.abc import BlockAPI, BlockHeaderAPI, SignedTransactionAPI
+from eth.abc import BlockAPI, BlockHeaderAPI
 from eth_bloom import BloomFilter
 
 from node.chain import Chain
@@ -341,7 +341,7 @@ class EthApi:
         previous_cumulative = 0
         log_index = 0
         for index, (tx, receipt) in enumerate(zip(block.transactions, receipts, strict=True)):
-            effective_price = _effective_gas_price(tx, base_fee)
+            effective_price = fmt.effective_gas_price(tx, base_fee)
             created = (
                 fmt.contract_address_for(tx.sender, tx.nonce) if not tx.to else None
             )
@@ -512,7 +512,8 @@ class EthApi:
         tips: list[tuple[int, int]] = []
         previous = 0
         for tx, receipt in zip(block.transactions, receipts, strict=True):
-            tips.append((_effective_gas_price(tx, base_fee) - base_fee, receipt.gas_used - previous))
+            tip = fmt.effective_gas_price(tx, base_fee) - base_fee
+            tips.append((tip, receipt.gas_used - previous))
             previous = receipt.gas_used
         tips.sort()
         total = sum(gas for _, gas in tips) or 1
@@ -665,12 +666,6 @@ class EthApi:
         if not isinstance(filter_id, str):
             raise invalid_params("invalid argument 0: filter id must be a string")
         return self.filters.uninstall(filter_id)
-
-
-def _effective_gas_price(tx: SignedTransactionAPI, base_fee: int) -> int:
-    max_fee = getattr(tx, "max_fee_per_gas", tx.gas_price)
-    tip = getattr(tx, "max_priority_fee_per_gas", tx.gas_price)
-    return min(max_fee, base_fee + tip)
 
 
 def _bloom_may_match(bloom: int, criteria: LogFilter) -> bool:

@@ -63,7 +63,8 @@ class FilterManager:
     def install(self, kind: str, matcher: Callable[[Any], list[Any]], *, meta: Any = None) -> str:
         """Add a filter that collects `matcher(event)` for every pushed event of `kind`."""
         if kind not in FILTER_KINDS:
-            raise ValueError(f"unknown filter kind {kind!r}; expected one of {sorted(FILTER_KINDS)}")
+            expected = ", ".join(sorted(FILTER_KINDS))
+            raise ValueError(f"unknown filter kind {kind!r}, expected one of: {expected}")
         with self._lock:
             self._expire_locked()
             if len(self._filters) >= self._max_filters:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 from node.rpc.errors import RpcError, invalid_params
 
@@ -224,10 +224,26 @@ def parse_bool(value: Any, arg: int) -> bool:
     if value is None:
         return False
     if not isinstance(value, bool):
-        raise _fail(
-            arg, f"json: cannot unmarshal {_json_type(value)} into Go value of type bool"
-        )
+        raise _fail(arg, f"json: cannot unmarshal {_json_type(value)} into Go value of type bool")
     return value
+
+
+def parse_storage_slot(value: Any, arg: int) -> int:
+    """A storage key of eth_getStorageAt, decoded as leniently as geth's decodeHash.
+
+    Clients send either a quantity ("0x0") or a padded 32-byte word, so leading zeros, odd
+    length and a missing prefix are all fine; more than 32 bytes is not.
+    """
+    if not isinstance(value, str):
+        raise _fail(arg, f"json: cannot unmarshal {_json_type(value)} into Go value of type string")
+    digits = value[2:] if _has_prefix(value) else value
+    if len(digits) % 2:
+        digits = "0" + digits
+    if not _HEX_DIGITS.fullmatch(digits):
+        raise _fail(arg, "unable to decode storage key: hex string invalid")
+    if len(digits) > 64:
+        raise _fail(arg, "unable to decode storage key: hex string too long, want at most 32 bytes")
+    return int(digits, 16) if digits else 0
 
 
 # --- block identifiers ---------------------------------------------------------------------
@@ -236,7 +252,7 @@ def parse_bool(value: Any, arg: int) -> bool:
 def _block_number(value: Any) -> BlockTag:
     """rpc.BlockNumber: a tag or a hex number that fits in int64."""
     if isinstance(value, str) and value in BLOCK_TAGS:
-        return value  # type: ignore[return-value]
+        return cast(BlockTagName, value)
     if not isinstance(value, str):
         # geth strips the quotes of a string and decodes the rest, so a bare number fails here.
         if isinstance(value, int) and not isinstance(value, bool):
@@ -460,7 +476,7 @@ def _state_override(value: Any) -> dict[bytes, StateOverride]:
                 state_diff=state_diff,
             )
         except _DecodeError as exc:
-            raise _DecodeError(f'account {key}: {exc}') from None
+            raise _DecodeError(f"account {key}: {exc}") from None
         if addr in out:
             raise _DecodeError(f"account {key} overridden twice")
         out[addr] = override
@@ -492,7 +508,9 @@ class LogFilter:
 def _filter_address(text: str) -> bytes:
     raw = _strict_hex_bytes(text)
     if len(raw) != 20:
-        raise _DecodeError(f"hex has invalid length {len(raw)} after decoding; expected 20 for address")
+        raise _DecodeError(
+            f"hex has invalid length {len(raw)} after decoding; expected 20 for address"
+        )
     return raw
 
 
@@ -501,7 +519,9 @@ def _filter_topic(text: Any) -> bytes:
         raise _DecodeError("invalid topic(s)")
     raw = _strict_hex_bytes(text)
     if len(raw) != 32:
-        raise _DecodeError(f"hex has invalid length {len(raw)} after decoding; expected 32 for topic")
+        raise _DecodeError(
+            f"hex has invalid length {len(raw)} after decoding; expected 32 for topic"
+        )
     return raw
 
 
@@ -593,6 +613,4 @@ def log_matches(f: LogFilter, address: bytes, topics: Sequence[bytes]) -> bool:
         return False
     if len(f.topics) > len(topics):
         return False
-    return all(
-        wanted is None or topics[i] in wanted for i, wanted in enumerate(f.topics)
-    )
+    return all(wanted is None or topics[i] in wanted for i, wanted in enumerate(f.topics))

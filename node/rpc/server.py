@@ -1,0 +1,375 @@
+"""JSON-RPC over HTTP and WebSocket on one port: a plain ASGI 3 app served by hypercorn's
+trio worker, so the RPC server shares the node's single trio loop with py-libp2p.
+
+HTTP: POST a JSON-RPC request or batch, get the JSON answer. Bodies are read only up to
+`max_body_bytes` (413 beyond), only JSON content types are accepted (415 otherwise, as
+geth does: a browser page cannot send those cross-origin without a CORS preflight).
+WebSocket: every text or binary frame is one request or batch; each request runs in its
+own task (bounded per connection) so a slow call does not hold up the connection, and
+eth_subscription notifications are interleaved with responses.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from node.rpc.dispatch import CallContext, Dispatcher
+from node.rpc.errors import INVALID_REQUEST, RpcError
+from node.rpc.subscriptions import SubscriptionHub, WsConnection
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+JSON_CONTENT_TYPES = frozenset(
+    {"application/json", "application/json-rpc", "application/jsonrequest"}
+)
+CLOSE_POLICY_VIOLATION = 1008
+CLOSE_INTERNAL_ERROR = 1011
+_JSON_HEADER = (b"content-type", b"application/json")
+
+
+@dataclass(frozen=True)
+class RpcServerConfig:
+    """Where and how the JSON-RPC server listens; the defaults match geth's HTTP/WS limits."""
+
+    host: str = "127.0.0.1"
+    port: int = 8545
+    max_body_bytes: int = 5 * 1024 * 1024
+    max_ws_message_bytes: int = 5 * 1024 * 1024
+    cors_origins: tuple[str, ...] = ()  # browser origins allowed (HTTP CORS and WS Origin); "*"
+    ws_queue_size: int = 10_000  # outbound messages per WS connection before it is dropped
+    ws_max_concurrent_requests: int = 32  # in-flight requests per WS connection
+    shutdown_grace_seconds: float = 3.0  # open connections get this long to finish on shutdown
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be between 0 and 65535, got {self.port}")
+        for name in ("max_body_bytes", "max_ws_message_bytes", "ws_queue_size",
+                     "ws_max_concurrent_requests"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive")
+        if self.shutdown_grace_seconds < 0:
+            raise ValueError("shutdown_grace_seconds must not be negative")
+        if isinstance(self.cors_origins, str):
+            raise ValueError("cors_origins must be a tuple of origins, not a string")
+
+
+def _error_body(message: str) -> bytes:
+    error = RpcError(INVALID_REQUEST, message).to_json()
+    return _dumps({"jsonrpc": "2.0", "id": None, "error": error})
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def _remote(scope: Scope) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else ""
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Disconnected(Exception):
+    pass
+
+
+class RpcApp:
+    """The ASGI 3 application: JSON-RPC over HTTP POST and WebSocket, on any path."""
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        hub: SubscriptionHub,
+        config: RpcServerConfig,
+        log: Any = None,
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.hub = hub
+        self.config = config
+        self.log = log if log is not None else structlog.get_logger("rpc")
+        self._any_origin = "*" in config.cors_origins
+        self._origins = frozenset(_normalize_origin(o) for o in config.cors_origins if o != "*")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "websocket":
+            await self._websocket(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    # -- lifespan ---------------------------------------------------------------------------
+
+    @staticmethod
+    async def _lifespan(receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- CORS -------------------------------------------------------------------------------
+
+    def _allowed_origin(self, origin: str | None) -> str | None:
+        """The Access-Control-Allow-Origin value for this request's Origin, or None."""
+        if origin is None:
+            return None
+        if self._any_origin:
+            return "*"
+        return origin if _normalize_origin(origin) in self._origins else None
+
+    def _cors_headers(self, origin: str | None) -> list[tuple[bytes, bytes]]:
+        allowed = self._allowed_origin(origin)
+        if allowed is None:
+            return []
+        headers = [(b"access-control-allow-origin", allowed.encode("latin-1"))]
+        if allowed != "*":
+            headers.append((b"vary", b"Origin"))
+        return headers
+
+    # -- HTTP -------------------------------------------------------------------------------
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        cors = self._cors_headers(_header(scope, b"origin"))
+        method = scope.get("method", "")
+        if method == "OPTIONS":
+            headers = [(b"allow", b"POST, OPTIONS")]
+            if cors:
+                headers += cors + [
+                    (b"access-control-allow-methods", b"POST, OPTIONS"),
+                    (b"access-control-allow-headers", b"Content-Type"),
+                    (b"access-control-max-age", b"600"),
+                ]
+            await send({"type": "http.response.start", "status": 204, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        if method != "POST":
+            await _respond(
+                send, 405, _error_body("method not allowed: send JSON-RPC requests with POST"),
+                cors + [(b"allow", b"POST, OPTIONS")],
+            )
+            return
+
+        content_type = (_header(scope, b"content-type") or "").split(";", 1)[0].strip().lower()
+        if content_type not in JSON_CONTENT_TYPES:
+            await _respond(
+                send, 415,
+                _error_body("invalid content type, only application/json is supported"), cors,
+            )
+            return
+
+        limit = self.config.max_body_bytes
+        too_large = _error_body(f"request body too large (max {limit} bytes)")
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+            await _respond(send, 413, too_large, cors)
+            return
+        try:
+            body = await _read_body(receive, limit)
+        except _TooLarge:
+            await _respond(send, 413, too_large, cors)
+            return
+        except _Disconnected:
+            return
+
+        answer = await self.dispatcher.handle_bytes(body, CallContext(transport="http"))
+        if answer is None:  # notifications only: nothing to say
+            await send({"type": "http.response.start", "status": 204, "headers": cors})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await _respond(send, 200, answer, cors)
+
+    # -- WebSocket --------------------------------------------------------------------------
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        first = await receive()
+        if first["type"] != "websocket.connect":
+            return
+        origin = _header(scope, b"origin")
+        if origin is not None and self._allowed_origin(origin) is None:
+            # Browsers do not apply CORS to WebSocket: the server must refuse foreign pages.
+            self.log.info("rpc.ws_origin_refused", origin=origin, remote=_remote(scope))
+            await send({"type": "websocket.close", "code": CLOSE_POLICY_VIOLATION})
+            return
+        await send({"type": "websocket.accept"})
+
+        connection = WsConnection(
+            max_queue=self.config.ws_queue_size, remote=_remote(scope), log=self.log
+        )
+        try:
+            async with trio.open_nursery() as nursery:
+                connection.attach(nursery.cancel_scope)
+                nursery.start_soon(self._ws_writer, connection, send)
+                await self._ws_reader(connection, receive, nursery)
+                nursery.cancel_scope.cancel()  # client gone: stop the writer and open requests
+        finally:
+            self.hub.drop_connection(connection)
+        if connection.close_code is None:
+            connection.mark_disconnected()
+            return
+        await send(
+            {
+                "type": "websocket.close",
+                "code": connection.close_code,
+                "reason": connection.close_reason,
+            }
+        )
+
+    async def _ws_reader(
+        self, connection: WsConnection, receive: Receive, nursery: trio.Nursery
+    ) -> None:
+        limiter = trio.Semaphore(self.config.ws_max_concurrent_requests)
+        limit = self.config.max_ws_message_bytes
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if message["type"] != "websocket.receive":
+                continue
+            text = message.get("text")
+            data = text.encode() if text is not None else bytes(message.get("bytes") or b"")
+            if len(data) > limit:
+                await connection.send(
+                    _error_body(f"message too large (max {limit} bytes)").decode()
+                )
+                continue
+            await limiter.acquire()  # backpressure: stop reading while too many are in flight
+            nursery.start_soon(self._ws_request, connection, data, limiter)
+
+    async def _ws_request(
+        self, connection: WsConnection, data: bytes, limiter: trio.Semaphore
+    ) -> None:
+        try:
+            answer = await self.dispatcher.handle_bytes(
+                data, CallContext(transport="ws", connection=connection)
+            )
+            if answer is not None:
+                await connection.send(answer.decode())
+        except Exception:
+            self.log.error("rpc.ws_request_failed", connection=connection.id, exc_info=True)
+            connection.close(CLOSE_INTERNAL_ERROR, "internal error")
+        finally:
+            limiter.release()
+
+    @staticmethod
+    async def _ws_writer(connection: WsConnection, send: Send) -> None:
+        async with connection.outbound() as outbound:
+            async for text in outbound:
+                await send({"type": "websocket.send", "text": text})
+
+
+def _normalize_origin(origin: str) -> str:
+    return origin.strip().rstrip("/").lower()
+
+
+async def _respond(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [_JSON_HEADER, (b"content-length", str(len(body)).encode()), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    """The request body, refusing (without buffering it) as soon as it passes `limit` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        chunk = bytes(message.get("body", b""))
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+class _PortStatus:
+    """Turns hypercorn's started(binds) into started(port) for serve_rpc's caller."""
+
+    def __init__(self, inner: trio.TaskStatus[int], port: int) -> None:
+        self._inner = inner
+        self._port = port
+
+    def started(self, value: Any = None) -> None:
+        self._inner.started(self._port)
+
+
+def _listen_socket(host: str, port: int) -> socket.socket:
+    """Bind the listening socket here, so bind errors are plain OSErrors that name the address
+    and port 0 resolves to the real port before the server starts."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise OSError(f"cannot resolve JSON-RPC listen address {host!r}: {exc}") from exc
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"cannot listen for JSON-RPC on {host}:{port}: {exc}") from exc
+    return sock
+
+
+async def serve_rpc(
+    app: RpcApp,
+    config: RpcServerConfig,
+    *,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+    shutdown: trio.Event | None = None,
+) -> None:
+    """Serve `app` until cancelled or `shutdown` is set; `task_status.started(port)` reports
+    the port actually bound (useful with port 0). Use with `await nursery.start(...)`."""
+    sock = _listen_socket(config.host, config.port)
+    port = sock.getsockname()[1]
+    hyper = HypercornConfig()
+    hyper.bind = [f"fd://{sock.detach()}"]  # hypercorn now owns (and closes) the socket
+    hyper.websocket_max_message_size = config.max_ws_message_bytes
+    hyper.graceful_timeout = config.shutdown_grace_seconds
+    hyper.accesslog = None
+    hyper.errorlog = logging.getLogger("hypercorn.error")  # the node's logging config decides
+    hyper.include_server_header = False
+    app.hub.bind_loop()
+    app.log.info("rpc.listening", host=config.host, port=port)
+    await hypercorn_serve(
+        app,  # type: ignore[arg-type]
+        hyper,
+        shutdown_trigger=shutdown.wait if shutdown is not None else None,
+        task_status=_PortStatus(task_status, port),  # type: ignore[arg-type]
+        mode="asgi",
+    )
