@@ -21,7 +21,9 @@ VOTE_ADD = b"\xff"
 VOTE_REMOVE = b"\x00"
 MAX_VALIDATORS = 1024
 # An upper bound for py-evm's header validation: vanity + validators + vote + round + seals.
-MAX_EXTRA_DATA_BYTES = 8 + VANITY_LENGTH + MAX_VALIDATORS * (ADDRESS_LENGTH + 1 + SEAL_LENGTH + 1) + 64
+MAX_EXTRA_DATA_BYTES = (
+    8 + VANITY_LENGTH + MAX_VALIDATORS * (ADDRESS_LENGTH + 1 + SEAL_LENGTH + 1) + 64
+)
 
 
 class ExtraDataError(ValueError):

@@ -48,7 +48,7 @@ SENDER = Account.from_key(b"\x01" * 32)
 SENDER_ADDRESS = bytes.fromhex(SENDER.address[2:])
 DELEGATOR = Account.from_key(b"\x02" * 32)
 RECIPIENT = bytes.fromhex("cd" * 20)
-SLOT_KEY = 7
+INITIAL_VALUE = 7
 GENESIS_PARAMS: dict[str, Any] = {
     "difficulty": 0,
     "gas_limit": 30_000_000,
@@ -225,7 +225,7 @@ def test_pending_transaction_matches_eth_account(tx_dict: dict[str, Any]) -> Non
 
     kind = tx_dict.get("type", 0)
     if kind == 0:
-        assert to_int(out["v"]) == CHAIN_ID * 2 + 35 + (signed.v - CHAIN_ID * 2 - 35)
+        assert to_int(out["v"]) in (CHAIN_ID * 2 + 35, CHAIN_ID * 2 + 36)  # EIP-155
         assert "yParity" not in out and "accessList" not in out
         assert to_int(out["gasPrice"]) == tx_dict["gasPrice"]
     else:
@@ -335,7 +335,7 @@ def mined() -> Iterator[MinedBlock]:
             "nonce": 2,
             "gas": 1_000_000,
             "value": 0,
-            "data": artifact.bytecode + encode(["uint256"], [SLOT_KEY]),
+            "data": artifact.bytecode + encode(["uint256"], [INITIAL_VALUE]),
             **fee,
         },
         # 3: EIP-1559 call that emits ValueChanged
@@ -546,7 +546,7 @@ def test_receipts(mined: MinedBlock) -> None:
         "topics": [
             "0x" + keccak(text="ValueChanged(address,uint256,uint256)").hex(),
             "0x" + SENDER_ADDRESS.rjust(32, b"\x00").hex(),
-            "0x" + SLOT_KEY.to_bytes(32, "big").hex(),
+            "0x" + INITIAL_VALUE.to_bytes(32, "big").hex(),
         ],
         "data": "0x" + (99).to_bytes(32, "big").hex(),
         "blockNumber": "0x1",
@@ -564,7 +564,7 @@ def test_receipts(mined: MinedBlock) -> None:
     assert [p["status"] for p in parsed] == [1, 1, 1, 1, 0, 1]
     assert parsed[2]["contractAddress"] == to_checksum_address(mined.contract)
     assert parsed[3]["logs"][0]["address"] == to_checksum_address(mined.contract)
-    assert parsed[3]["logs"][0]["topics"][2] == HexBytes(SLOT_KEY.to_bytes(32, "big"))
+    assert parsed[3]["logs"][0]["topics"][2] == HexBytes(INITIAL_VALUE.to_bytes(32, "big"))
     assert parsed[3]["logs"][0]["logIndex"] == 0
     assert parsed[3]["effectiveGasPrice"] == base_fee + 10**9
     assert parsed[0]["to"] == to_checksum_address(RECIPIENT)

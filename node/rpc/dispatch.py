@@ -8,8 +8,10 @@ with their traceback and answered with a generic -32603: internals never leak.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -33,7 +35,15 @@ Handler = Callable[[list[Any], "CallContext"], Awaitable[Any]]
 """An RPC method: positional params (a dict instead only for handlers registered with
 `named_params=True` when the caller sends an object) and the call context."""
 
+MAX_JSON_DEPTH = 1000
+"""Deeper requests are refused before parsing: py-evm and py_ecc raise Python's recursion limit
+to 100000, and at that depth the C JSON parser overflows the thread's stack and kills the
+process (a 200 kB body of brackets would do). Real JSON-RPC requests nest a few levels."""
+
 _MAX_ECHOED_METHOD = 128
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_DEPTH_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 
 
 @dataclass
@@ -53,6 +63,15 @@ class _Method:
 def _reject_constant(name: str) -> Any:
     """json.loads accepts NaN/Infinity by default; they are not JSON, so refuse them."""
     raise ValueError(f"invalid JSON constant {name}")
+
+
+def _nested_too_deep(body: bytes) -> bool:
+    """True when brackets outside strings nest deeper than MAX_JSON_DEPTH (all in C loops)."""
+    if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
+        return False  # exact and cheap for every ordinary request
+    brackets = _JSON_STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
+    depths = itertools.accumulate(map(_DEPTH_STEP.__getitem__, brackets))
+    return max(depths, default=0) > MAX_JSON_DEPTH
 
 
 def _is_valid_id(value: Any) -> bool:
@@ -93,6 +112,11 @@ class Dispatcher:
 
     async def handle_bytes(self, body: bytes | str, ctx: CallContext) -> bytes | None:
         """Answer one request or batch; None when nothing is to be sent (notifications only)."""
+        if isinstance(body, str):
+            body = body.encode("utf-8", "surrogatepass")
+        if _nested_too_deep(body):
+            message = f"parse error: JSON nested deeper than {MAX_JSON_DEPTH} levels"
+            return _error_message(None, RpcError(PARSE_ERROR, message)).encode()
         try:
             payload = json.loads(body, parse_constant=_reject_constant)
         except (ValueError, RecursionError):  # includes JSONDecodeError and UnicodeDecodeError

@@ -29,6 +29,7 @@ from node.rpc.params import (
     log_matches,
     parse_address,
     parse_block_id,
+    parse_block_number,
     parse_bool,
     parse_call_request,
     parse_data,
@@ -36,6 +37,7 @@ from node.rpc.params import (
     parse_log_filter,
     parse_quantity,
     parse_state_override,
+    parse_storage_slot,
 )
 from node.rpc.subscriptions import SubscriptionHub
 from node.txpool import PoolTx, TxPool, TxPoolError
@@ -247,9 +249,7 @@ class EthApi:
 
     async def eth_get_block_by_number(self, params: list[Any], ctx: CallContext) -> Any:
         block_id, full = expect_params(params, 2, 2)
-        parsed = parse_block_id(block_id, 0)
-        if isinstance(parsed, bytes):
-            raise invalid_params("invalid argument 0: expected a block number or tag")
+        parsed = parse_block_number(block_id, 0)
         full_txs = parse_bool(full, 1)
 
         def work() -> Any:
@@ -418,7 +418,7 @@ class EthApi:
     async def eth_get_storage_at(self, params: list[Any], ctx: CallContext) -> str:
         params = expect_params(params, 2, 3)
         address = parse_address(params[0], 0)
-        slot = parse_quantity(params[1], 1)
+        slot = parse_storage_slot(params[1], 1)
         value = await self.worker.run(
             lambda: self.chain.state_at(self._state_header(params, 2)).get_storage(address, slot)
         )
@@ -588,13 +588,14 @@ class EthApi:
         last = resolve(criteria.to_block, head)
         if first > last:
             raise invalid_params("invalid block range params")
-        last = min(last, head)
+        # The cap applies to the range asked for, so a client learns the limit before the
+        # chain grows into it.
         if last - first + 1 > self.config.max_log_block_range:
             raise RpcError(
                 LIMIT_EXCEEDED,
                 f"query exceeds max block range {self.config.max_log_block_range}",
             )
-        return first, last
+        return first, min(last, head)
 
     def _query_logs(self, criteria: LogFilter) -> list[dict[str, Any]]:
         if criteria.block_hash is not None:

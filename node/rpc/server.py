@@ -37,6 +37,8 @@ JSON_CONTENT_TYPES = frozenset(
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_INTERNAL_ERROR = 1011
 _JSON_HEADER = (b"content-type", b"application/json")
+_DISCARD_MIN_BYTES = 1024 * 1024  # an oversize body is drained up to this (or its limit) ...
+_DISCARD_SECONDS = 5.0  # ... and for this long, so the client can read its 413
 
 
 @dataclass(frozen=True)
@@ -187,11 +189,13 @@ class RpcApp:
         declared = _header(scope, b"content-length")
         if declared is not None and declared.strip().isdigit() and int(declared) > limit:
             await _respond(send, 413, too_large, cors)
+            await _discard_body(receive, max(limit, _DISCARD_MIN_BYTES))
             return
         try:
             body = await _read_body(receive, limit)
         except _TooLarge:
             await _respond(send, 413, too_large, cors)
+            await _discard_body(receive, max(limit, _DISCARD_MIN_BYTES))
             return
         except _Disconnected:
             return
@@ -314,6 +318,19 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+async def _discard_body(receive: Receive, max_bytes: int) -> None:
+    """After a 413, read and drop (never keep) a bounded rest of the body. Closing with unread
+    data makes the kernel reset the connection, and a client still sending its body would then
+    lose the 413 answer; past `max_bytes` or `_DISCARD_SECONDS` the connection is closed."""
+    discarded = 0
+    with trio.move_on_after(_DISCARD_SECONDS):
+        while discarded <= max_bytes:
+            message = await receive()
+            if message["type"] == "http.disconnect" or not message.get("more_body", False):
+                return
+            discarded += len(message.get("body", b""))
 
 
 class _PortStatus:
