@@ -162,8 +162,9 @@ class Node:
     async def _close(self) -> None:
         # Wait for any chain work in flight (a block being committed) before closing LevelDB.
         with trio.CancelScope(shield=True):
+            head = await self.worker.run(lambda: self.chain.head.block_number)
             await self.worker.run(self.chain.close)
-        log.info("node stopped", head=None)
+        log.info("node stopped", head=head)
 
 
 async def run_until_signal(config: NodeConfig) -> None:

@@ -4,7 +4,10 @@ the websockets client and web3.py 8 (HTTP and WebSocket providers)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
+import socket
 import sys
 import threading
 import time
@@ -314,6 +317,25 @@ def test_nesting_that_would_overflow_the_c_stack_does_not_crash() -> None:
     assert answer is not None and json.loads(answer)["error"]["code"] == PARSE_ERROR
 
 
+def test_depth_check_stays_linear_on_hostile_strings() -> None:
+    """Unterminated strings full of escaped quotes: a naive string regex rescans from every
+    quote (quadratic: hours for this body); the check must stay a single pass."""
+    dispatcher = Dispatcher()
+    for tail in (b"", b"\\"):
+        body = b"[" * 1001 + b'"' + b'\\"' * 500_000 + tail
+        started = time.monotonic()
+        answer = trio.run(dispatcher.handle_bytes, body, CallContext("http"))
+        assert time.monotonic() - started < 2
+        assert answer is not None and json.loads(answer)["error"]["code"] == PARSE_ERROR
+
+
+def test_only_utf8_is_accepted(http: httpx.Client) -> None:
+    body = json.dumps(call("test_echo", ["é"]))
+    assert http.post("/", content=body.encode("utf-8")).json()["result"]["params"] == ["é"]
+    refused = http.post("/", content=body.encode("utf-16")).json()
+    assert refused["error"] == {"code": PARSE_ERROR, "message": "parse error"}
+
+
 @pytest.mark.parametrize(
     ("payload", "expected_id", "message"),
     [
@@ -410,12 +432,9 @@ def test_body_over_limit_with_content_length_is_413(http: httpx.Client) -> None:
 
 
 def test_chunked_body_over_limit_is_413(server: Server) -> None:
-    sent: list[int] = []
-
     def chunks() -> Iterator[bytes]:
         yield b'{"jsonrpc":"2.0","id":1,"method":"test_echo","params":["'
-        for _ in range(64):
-            sent.append(1)
+        for _ in range(256):
             yield b"z" * 1024
         yield b'"]}'
 
@@ -429,6 +448,39 @@ def test_chunked_body_over_limit_is_413(server: Server) -> None:
         small = client.post(server.url, content=iter([b'{"jsonrpc":"2.0",', b'"id":2,'
                                                       b'"method":"test_echo"}']))
         assert small.json()["id"] == 2
+
+
+def _drive_http(app: RpcApp, headers: list[tuple[bytes, bytes]]) -> tuple[int, list[Any]]:
+    """Feed an endless body straight into the ASGI app; returns (chunks it read, sent events)."""
+    read = 0
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal read
+        read += 1
+        await trio.lowlevel.checkpoint()
+        return {"type": "http.request", "body": b"q" * 1024, "more_body": True}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/",
+             "headers": [(b"content-type", b"application/json"), *headers]}
+    trio.run(app, scope, receive, send)
+    return read, sent
+
+
+def test_endless_body_is_dropped_not_buffered_and_refused() -> None:
+    dispatcher, hub = _build([], 5)
+    app = RpcApp(dispatcher, hub, RpcServerConfig(max_body_bytes=4096))
+    read, sent = _drive_http(app, [])
+    # 4 KiB kept at most; then at most 1 MiB read and dropped so a client can see the answer.
+    assert 4 < read <= 4 + 1024 + 2
+    assert sent[0]["status"] == 413 and (b"connection", b"close") in sent[0]["headers"]
+    assert json.loads(sent[1]["body"]) == TOO_LARGE
+    # A declared length far beyond the limit is refused before reading anything.
+    read, sent = _drive_http(app, [(b"content-length", str(10**9).encode())])
+    assert read == 0 and sent[0]["status"] == 413
 
 
 def test_get_is_405_and_wrong_content_type_415(http: httpx.Client) -> None:
@@ -645,6 +697,49 @@ def test_slow_consumer_is_disconnected_without_blocking_the_publisher() -> None:
         assert results == list(range(len(results))) and len(results) <= 5
 
 
+def _raw_ws_client_that_never_reads(port: int) -> socket.socket:
+    """A WebSocket client with a tiny receive buffer that stops reading after the handshake."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    assert sock.recv(12) == b"HTTP/1.1 101"
+    message = json.dumps(call("eth_subscribe", ["big"])).encode()
+    mask = os.urandom(4)
+    masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(message))
+    sock.sendall(bytes([0x81, 0x80 | len(message)]) + mask + masked)  # one masked text frame
+    return sock
+
+
+def test_stuck_subscriber_cannot_block_the_server_or_its_shutdown() -> None:
+    """hypercorn's socket writes cannot be cancelled; a peer with a zero receive window would
+    hold its connection (and shutdown) forever without the kernel's send timeout."""
+    payload = "x" * 1_000_000
+    started = time.monotonic()
+    stuck: socket.socket | None = None
+    try:
+        with running_server(ws_queue_size=3, send_timeout_seconds=1.0,
+                            shutdown_grace_seconds=0.5) as server:
+            server.in_loop(server.hub.register_kind, "big", lambda params: lambda e: [payload])
+            stuck = _raw_ws_client_that_never_reads(server.port)
+            assert eventually(lambda: server.in_loop(server.hub.subscription_count) == 1)
+            for tick in range(40):  # the writer blocks on the full socket, then the queue fills
+                server.hub.publish_threadsafe("big", tick)
+                time.sleep(0.005)
+            assert eventually(lambda: server.in_loop(server.hub.subscription_count) == 0)
+            with ws(server) as healthy:  # the server goes on serving others meanwhile
+                assert ws_call(healthy, call("test_echo", [], 1))["id"] == 1
+        # The stuck peer is still connected (never read, never closed) and yet shutdown ended.
+        assert time.monotonic() - started < 8
+    finally:
+        if stuck is not None:
+            stuck.close()
+
+
 def test_subscription_limit_per_connection() -> None:
     hub = SubscriptionHub(max_per_connection=2)
     hub.register_kind("ticks", _ticks_matcher)
@@ -786,7 +881,7 @@ def test_filters_expire_when_idle() -> None:
     with pytest.raises(RpcError, match="filter not found"):
         manager.changes(idle)  # idle for 301 s: expired on access
     assert len(manager) == 1
-    clock.now += 300
+    clock.now += 199  # polled was last used 300 s ago
     assert manager.changes(polled) == []
     clock.now += 301
     assert manager.expire() == 1

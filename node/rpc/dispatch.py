@@ -41,7 +41,9 @@ to 100000, and at that depth the C JSON parser overflows the thread's stack and 
 process (a 200 kB body of brackets would do). Real JSON-RPC requests nest a few levels."""
 
 _MAX_ECHOED_METHOD = 128
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# A JSON string, or an unterminated one up to the end: matching at every quote keeps the scan
+# linear (a pattern that can fail would retry from every escaped quote: quadratic).
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _DEPTH_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 
@@ -66,7 +68,8 @@ def _reject_constant(name: str) -> Any:
 
 
 def _nested_too_deep(body: bytes) -> bool:
-    """True when brackets outside strings nest deeper than MAX_JSON_DEPTH (all in C loops)."""
+    """True when brackets outside strings nest deeper than MAX_JSON_DEPTH (all in C loops).
+    `body` must be UTF-8, where these ASCII bytes never occur inside multi-byte characters."""
     if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
         return False  # exact and cheap for every ordinary request
     brackets = _JSON_STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
@@ -112,14 +115,17 @@ class Dispatcher:
 
     async def handle_bytes(self, body: bytes | str, ctx: CallContext) -> bytes | None:
         """Answer one request or batch; None when nothing is to be sent (notifications only)."""
-        if isinstance(body, str):
-            body = body.encode("utf-8", "surrogatepass")
-        if _nested_too_deep(body):
+        raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else bytes(body)
+        try:
+            text = raw.decode("utf-8")  # JSON between systems is UTF-8 (RFC 8259), nothing else
+        except UnicodeDecodeError:
+            return _error_message(None, RpcError(PARSE_ERROR, "parse error")).encode()
+        if _nested_too_deep(raw):
             message = f"parse error: JSON nested deeper than {MAX_JSON_DEPTH} levels"
             return _error_message(None, RpcError(PARSE_ERROR, message)).encode()
         try:
-            payload = json.loads(body, parse_constant=_reject_constant)
-        except (ValueError, RecursionError):  # includes JSONDecodeError and UnicodeDecodeError
+            payload = json.loads(text, parse_constant=_reject_constant)
+        except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
             return _error_message(None, RpcError(PARSE_ERROR, "parse error")).encode()
 
         if isinstance(payload, dict):

@@ -37,8 +37,8 @@ JSON_CONTENT_TYPES = frozenset(
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_INTERNAL_ERROR = 1011
 _JSON_HEADER = (b"content-type", b"application/json")
-_DISCARD_MIN_BYTES = 1024 * 1024  # an oversize body is drained up to this (or its limit) ...
-_DISCARD_SECONDS = 5.0  # ... and for this long, so the client can read its 413
+_DISCARD_MIN_BYTES = 1024 * 1024  # of an oversize body, up to this (or max_body_bytes) and ...
+_DISCARD_SECONDS = 5.0  # ... for this long is read and dropped, so the client sees its 413
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,7 @@ class RpcServerConfig:
     ws_queue_size: int = 10_000  # outbound messages per WS connection before it is dropped
     ws_max_concurrent_requests: int = 32  # in-flight requests per WS connection
     shutdown_grace_seconds: float = 3.0  # open connections get this long to finish on shutdown
+    send_timeout_seconds: float = 30.0  # a peer that accepts no data this long is disconnected
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -63,6 +64,8 @@ class RpcServerConfig:
                 raise ValueError(f"{name} must be positive")
         if self.shutdown_grace_seconds < 0:
             raise ValueError("shutdown_grace_seconds must not be negative")
+        if self.send_timeout_seconds <= 0:
+            raise ValueError("send_timeout_seconds must be positive")
         if isinstance(self.cors_origins, str):
             raise ValueError("cors_origins must be a tuple of origins, not a string")
 
@@ -169,33 +172,40 @@ class RpcApp:
             await send({"type": "http.response.start", "status": 204, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
             return
-        if method != "POST":
-            await _respond(
-                send, 405, _error_body("method not allowed: send JSON-RPC requests with POST"),
-                cors + [(b"allow", b"POST, OPTIONS")],
-            )
-            return
-
-        content_type = (_header(scope, b"content-type") or "").split(";", 1)[0].strip().lower()
-        if content_type not in JSON_CONTENT_TYPES:
-            await _respond(
-                send, 415,
-                _error_body("invalid content type, only application/json is supported"), cors,
-            )
-            return
-
         limit = self.config.max_body_bytes
-        too_large = _error_body(f"request body too large (max {limit} bytes)")
-        declared = _header(scope, b"content-length")
-        if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-            await _respond(send, 413, too_large, cors)
-            await _discard_body(receive, max(limit, _DISCARD_MIN_BYTES))
+        discard = max(limit, _DISCARD_MIN_BYTES)
+        refusal: tuple[int, str, list[tuple[bytes, bytes]]] | None = None
+        content_type = (_header(scope, b"content-type") or "").split(";", 1)[0].strip().lower()
+        if method != "POST":
+            message = "method not allowed: send JSON-RPC requests with POST"
+            refusal = (405, message, [(b"allow", b"POST, OPTIONS")])
+        elif content_type not in JSON_CONTENT_TYPES:
+            message = "invalid content type, only application/json is supported"
+            refusal = (415, message, [])
+        if refusal is not None:
+            status, message, extra = refusal
+            try:
+                if not await _discard_body(receive, discard):
+                    extra.append((b"connection", b"close"))
+            except _Disconnected:
+                return
+            await _respond(send, status, _error_body(message), cors + extra)
             return
+
+        declared = _header(scope, b"content-length")
+        length = int(declared) if declared is not None and declared.strip().isdigit() else None
         try:
-            body = await _read_body(receive, limit)
+            if length is not None and length > limit:
+                if length <= limit + discard:
+                    await _discard_body(receive, discard)
+                raise _TooLarge
+            body = await _read_body(receive, limit, discard)
         except _TooLarge:
-            await _respond(send, 413, too_large, cors)
-            await _discard_body(receive, max(limit, _DISCARD_MIN_BYTES))
+            # The connection cannot be reused: the rest of the body was not read.
+            await _respond(
+                send, 413, _error_body(f"request body too large (max {limit} bytes)"),
+                [*cors, (b"connection", b"close")],
+            )
             return
         except _Disconnected:
             return
@@ -255,7 +265,10 @@ class RpcApp:
             if message["type"] != "websocket.receive":
                 continue
             text = message.get("text")
-            data = text.encode() if text is not None else bytes(message.get("bytes") or b"")
+            if text is not None:
+                data = text.encode("utf-8", "surrogatepass")  # invalid: a parse error, no crash
+            else:
+                data = bytes(message.get("bytes") or b"")
             if len(data) > limit:
                 await connection.send(
                     _error_body(f"message too large (max {limit} bytes)").decode()
@@ -303,8 +316,9 @@ async def _respond(
     await send({"type": "http.response.body", "body": body})
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes:
-    """The request body, refusing (without buffering it) as soon as it passes `limit` bytes."""
+async def _read_body(receive: Receive, limit: int, discard: int) -> bytes:
+    """The request body; past `limit` bytes nothing more is kept and `_TooLarge` is raised once
+    up to `discard` further bytes were read and dropped (see `_discard_body`)."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -313,24 +327,32 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
             raise _Disconnected
         chunk = bytes(message.get("body", b""))
         size += len(chunk)
+        more = message.get("more_body", False)
         if size > limit:
+            if more:
+                await _discard_body(receive, discard)
             raise _TooLarge
         chunks.append(chunk)
-        if not message.get("more_body", False):
+        if not more:
             return b"".join(chunks)
 
 
-async def _discard_body(receive: Receive, max_bytes: int) -> None:
-    """After a 413, read and drop (never keep) a bounded rest of the body. Closing with unread
-    data makes the kernel reset the connection, and a client still sending its body would then
-    lose the 413 answer; past `max_bytes` or `_DISCARD_SECONDS` the connection is closed."""
+async def _discard_body(receive: Receive, max_bytes: int) -> bool:
+    """Read and drop (never keep) a bounded rest of an oversize body before answering 413.
+    Closing a socket with unread data makes the kernel reset the connection, and a client
+    still sending its body would then never see the answer. Past `max_bytes` or
+    `_DISCARD_SECONDS` the answer goes out anyway and the connection is closed. True when the
+    whole body was read."""
     discarded = 0
     with trio.move_on_after(_DISCARD_SECONDS):
         while discarded <= max_bytes:
             message = await receive()
-            if message["type"] == "http.disconnect" or not message.get("more_body", False):
-                return
+            if message["type"] == "http.disconnect":
+                raise _Disconnected
+            if not message.get("more_body", False):
+                return True
             discarded += len(message.get("body", b""))
+    return False
 
 
 class _PortStatus:
@@ -344,9 +366,14 @@ class _PortStatus:
         self._inner.started(self._port)
 
 
-def _listen_socket(host: str, port: int) -> socket.socket:
+def _listen_socket(host: str, port: int, send_timeout: float) -> socket.socket:
     """Bind the listening socket here, so bind errors are plain OSErrors that name the address
-    and port 0 resolves to the real port before the server starts."""
+    and port 0 resolves to the real port before the server starts.
+
+    hypercorn writes to a connection in a shielded scope, so a peer that stops reading (a stuck
+    WebSocket subscriber) would block that connection, and the server's shutdown, forever.
+    TCP_USER_TIMEOUT (inherited by accepted sockets; on Linux it also covers a zero receive
+    window) makes the kernel drop such a peer, which ends the blocked write."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
@@ -356,6 +383,9 @@ def _listen_socket(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if hasattr(socket, "TCP_USER_TIMEOUT"):
+            milliseconds = max(1, int(send_timeout * 1000))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, milliseconds)
         sock.bind(address)
     except OSError as exc:
         sock.close()
@@ -372,7 +402,7 @@ async def serve_rpc(
 ) -> None:
     """Serve `app` until cancelled or `shutdown` is set; `task_status.started(port)` reports
     the port actually bound (useful with port 0). Use with `await nursery.start(...)`."""
-    sock = _listen_socket(config.host, config.port)
+    sock = _listen_socket(config.host, config.port, config.send_timeout_seconds)
     port = sock.getsockname()[1]
     hyper = HypercornConfig()
     hyper.bind = [f"fd://{sock.detach()}"]  # hypercorn now owns (and closes) the socket
