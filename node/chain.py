@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import rlp
+from eth._utils.rlp import validate_imported_block_unchanged
 from eth.abc import (
     BlockAPI,
     BlockHeaderAPI,
@@ -32,7 +33,7 @@ from eth_typing import Address, Hash32
 from eth_utils import ValidationError
 
 from consensus.extradata import MAX_EXTRA_DATA_BYTES, ExtraDataError, QbftExtraData, Vote
-from consensus.seals import FinalityError, verify_commit_seals
+from consensus.seals import FinalityError, seal_hash, verify_commit_seals
 from genesis.schema import Genesis
 from node.db import LevelDBStore, StagedDB, StorageError
 
@@ -93,7 +94,8 @@ class BuiltBlock:
 
 
 def _genesis_header_params(genesis: Genesis) -> dict[str, Any]:
-    extra = QbftExtraData(vanity=genesis.vanity, validators=genesis.validators)
+    # Validators are kept sorted by address, as Besu does, whatever the genesis file's order.
+    extra = QbftExtraData(vanity=genesis.vanity, validators=tuple(sorted(genesis.validators)))
     return {
         "difficulty": 0,
         "gas_limit": genesis.gas_limit,
@@ -127,6 +129,8 @@ class Chain:
         self.chain_id = genesis.chain_id
         self.store = LevelDBStore(Path(datadir) / "chaindata")
         self.db = StagedDB(self.store)
+        # Seal hash of the block whose execution is staged in `db`, if any.
+        self._executed_digest: bytes | None = None
         self._chain_class = PyEvmChain.configure(
             __name__="MedledgerChain",
             vm_configuration=((0, MedledgerPragueVM),),
@@ -272,12 +276,15 @@ class Chain:
             mix_hash=QBFT_MIX_HASH,
             parent_beacon_block_root=ZERO_HASH,
         )
+        self.discard_built()
         vm = self._chain.get_vm(header)
         try:
-            return self._execute_as_proposer(vm, header, transactions)
+            built = self._execute_as_proposer(vm, header, transactions)
         except Exception:
-            self.db.rollback()
+            self.discard_built()
             raise
+        self._executed_digest = seal_hash(built.block.header)
+        return built
 
     @staticmethod
     def _execute_as_proposer(
@@ -321,25 +328,15 @@ class Chain:
         sealed_header = built.block.header.copy(
             extra_data=extra.with_seals(tuple(commit_seals)).encode()
         )
-        block = built.block.copy(header=sealed_header)
-        try:
-            verify_commit_seals(sealed_header, extra.validators)
-            self._chain.persist_block(block)
-            self.db.commit()
-        except FinalityError as exc:
-            self.db.rollback()
-            raise BlockRejected(str(exc)) from exc
-        except Exception:
-            self.db.rollback()
-            raise
-        return block
+        return self.finalize(built.block.copy(header=sealed_header))
 
     def discard_built(self) -> None:
-        """Forget a built block that did not get sealed (round change, shutdown)."""
+        """Forget a built or executed block that did not get sealed (round change, shutdown)."""
+        self._executed_digest = None
         self.db.rollback()
 
-    def import_block(self, block: BlockAPI) -> BlockAPI:
-        """Validate a final block from a peer, execute it, and store it atomically."""
+    def check_header(self, block: BlockAPI) -> QbftExtraData:
+        """Consensus rules a block must meet before it is executed: raise BlockRejected."""
         parent = self.head
         if block.header.parent_hash != parent.hash or block.number != parent.block_number + 1:
             raise BlockRejected(
@@ -356,17 +353,56 @@ class Chain:
             raise BlockRejected("block proposer is not a validator")
         if block.header.mix_hash != QBFT_MIX_HASH:
             raise BlockRejected("block mixHash is not the QBFT digest")
+        if block.header.timestamp <= parent.timestamp:
+            raise BlockRejected("block timestamp is not after its parent's")
+        return extra
+
+    def execute_proposal(self, block: BlockAPI) -> None:
+        """Execute a proposed block on the head and keep its state staged for `finalize`.
+
+        Raises BlockRejected when the block breaks a consensus rule or when execution does
+        not reproduce its header (state root, receipts, gas). Any earlier staged
+        execution is dropped first: only one candidate block is staged at a time.
+        """
+        self.discard_built()
+        self.check_header(block)
         try:
-            verify_commit_seals(block.header, expected_validators)
-            self._chain.import_block(block)
+            self._chain.validate_block(block)
+            parent = self.head
+            template = self._chain.create_header_from_parent(parent).copy(
+                gas_used=block.header.gas_used
+            )
+            executed = self._chain.get_vm(template).import_block(block).block
+            validate_imported_block_unchanged(executed, block)
+        except (ValidationError, ValueError, KeyError) as exc:
+            self.discard_built()
+            raise BlockRejected(f"block #{block.number} is invalid: {exc}") from exc
+        except Exception:
+            self.discard_built()
+            raise
+        self._executed_digest = seal_hash(block.header)
+
+    def finalize(self, block: BlockAPI) -> BlockAPI:
+        """Store a final block (>= quorum commit seals) atomically, executing it if needed."""
+        try:
+            extra = self.check_header(block)
+            verify_commit_seals(block.header, extra.validators)
+            if self._executed_digest != seal_hash(block.header):
+                self.execute_proposal(block)
+            self._chain.persist_block(block)
             self.db.commit()
-        except (FinalityError, ValidationError) as exc:
-            self.db.rollback()
+        except FinalityError as exc:
+            self.discard_built()
             raise BlockRejected(str(exc)) from exc
         except Exception:
-            self.db.rollback()
+            self.discard_built()
             raise
-        return self.head_block()
+        self._executed_digest = None
+        return block
+
+    def import_block(self, block: BlockAPI) -> BlockAPI:
+        """Validate a final block from a peer, execute it, and store it atomically."""
+        return self.finalize(block)
 
     def head_block(self) -> BlockAPI:
         return self.block_by_header(self.head)

@@ -194,3 +194,43 @@ def test_corrupt_database_is_detected_at_start(tmp_path: Path) -> None:
         victim.write_bytes(bytes(raw))
     with pytest.raises(StorageError, match="corrupt"):
         Chain(tmp_path / "a", make_genesis())
+
+
+def test_validated_proposal_is_finalized_without_reexecution(tmp_path: Path) -> None:
+    proposer = Chain(tmp_path / "p", make_genesis())
+    follower = Chain(tmp_path / "f", make_genesis())
+    try:
+        built = proposer.build_block([decode(transfer(USER_KEYS[0], 0))],
+                                     timestamp=proposer.head.timestamp + 1, proposer=VALIDATOR)
+        follower.execute_proposal(built.block)  # unsealed, as a QBFT proposal carries it
+        assert follower.head.block_number == 0, "a proposal must not become the head"
+        seal = sign_seal(seal_hash(built.block.header), VALIDATOR_KEY)
+        sealed = proposer.commit_sealed(built, [seal])
+        calls = []
+        original = follower.execute_proposal
+        follower.execute_proposal = lambda b: calls.append(b) or original(b)  # type: ignore[method-assign]
+        follower.finalize(sealed)
+        assert calls == [], "finalize re-executed a block it had already validated"
+        assert follower.head.hash == sealed.hash
+        assert follower.head.state_root == proposer.head.state_root
+    finally:
+        proposer.close()
+        follower.close()
+
+
+def test_proposal_with_wrong_state_root_is_rejected_before_sealing(tmp_path: Path) -> None:
+    proposer = Chain(tmp_path / "p", make_genesis())
+    follower = Chain(tmp_path / "f", make_genesis())
+    try:
+        built = proposer.build_block([decode(transfer(USER_KEYS[0], 0))],
+                                     timestamp=proposer.head.timestamp + 1, proposer=VALIDATOR)
+        lying = built.block.copy(header=built.block.header.copy(state_root=b"\x01" * 32))
+        with pytest.raises(BlockRejected, match="invalid"):
+            follower.execute_proposal(lying)
+        assert not follower.db.has_staged
+        late = built.block.copy(header=built.block.header.copy(timestamp=0))
+        with pytest.raises(BlockRejected, match="timestamp"):
+            follower.execute_proposal(late)
+    finally:
+        proposer.close()
+        follower.close()
