@@ -14,11 +14,13 @@ def main() -> None:
 def _register_subcommands() -> None:
     from node.cli_genesis import genesis_group
     from node.cli_node import devnet, node_group, status
+    from node.cli_record import record_group
 
     main.add_command(genesis_group)
     main.add_command(node_group)
     main.add_command(devnet)
     main.add_command(status)
+    main.add_command(record_group)
 
 
 _register_subcommands()
