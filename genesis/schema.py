@@ -168,10 +168,14 @@ class Genesis:
     base_fee_per_gas: int = 1_000_000_000
     timestamp: int = 0
     vanity: bytes = b"\x00" * VANITY_LENGTH
+    # Non-validator nodes (e.g. auditors) allowed to join the peer-to-peer network; validators
+    # are always allowed. Not part of any block: two files differing here share a genesis hash.
+    node_allowlist: tuple[bytes, ...] = ()
 
     def __post_init__(self) -> None:
         _check_int(self.chain_id, "chainId", 1, INT63_MAX, "between 1 and 2**63-1")
         self._check_validators()
+        self._check_node_allowlist()
         if not isinstance(self.qbft, QbftParams):
             raise GenesisError(f"must be QbftParams, got {type(self.qbft).__name__}", "qbft")
         self._check_alloc()
@@ -199,6 +203,23 @@ class Genesis:
                 )
             first_seen[address] = index
         object.__setattr__(self, "validators", validators)
+
+    def _check_node_allowlist(self) -> None:
+        entries = self.node_allowlist
+        if isinstance(entries, bytes | str) or not hasattr(entries, "__iter__"):
+            raise GenesisError("must be a sequence of addresses", "nodeAllowlist")
+        entries = tuple(entries)
+        first_seen: dict[bytes, int] = {}
+        for index, address in enumerate(entries):
+            _check_address(address, f"nodeAllowlist.{index}")
+            if address in first_seen:
+                raise GenesisError(
+                    f"duplicate address {to_checksum_address(address)} "
+                    f"(same as nodeAllowlist.{first_seen[address]})",
+                    f"nodeAllowlist.{index}",
+                )
+            first_seen[address] = index
+        object.__setattr__(self, "node_allowlist", entries)
 
     def _check_alloc(self) -> None:
         if not isinstance(self.alloc, Mapping):
@@ -332,6 +353,7 @@ _GENESIS_FIELDS = (
     "vanity",
     "qbft",
     "validators",
+    "nodeAllowlist",
     "alloc",
     "systemContracts",
 )
@@ -361,6 +383,8 @@ def parse_genesis(data: Mapping[str, Any]) -> Genesis:
             options[attr] = parse_quantity(doc[json_name], json_name)
     if "vanity" in doc:
         options["vanity"] = parse_hex_bytes(doc["vanity"], "vanity")
+    if "nodeAllowlist" in doc:
+        options["node_allowlist"] = _parse_node_allowlist(doc["nodeAllowlist"])
     alloc = _parse_alloc(doc.get("alloc", {}))
     return Genesis(
         chain_id=parse_quantity(doc["chainId"], "chainId"),
@@ -376,6 +400,14 @@ def _parse_validators(value: Any) -> tuple[bytes, ...]:
     if not isinstance(value, list):
         raise GenesisError(f"expected an array of addresses, got {_json_type(value)}", "validators")
     return tuple(parse_address(item, f"validators.{i}") for i, item in enumerate(value))
+
+
+def _parse_node_allowlist(value: Any) -> tuple[bytes, ...]:
+    if not isinstance(value, list):
+        raise GenesisError(
+            f"expected an array of addresses, got {_json_type(value)}", "nodeAllowlist"
+        )
+    return tuple(parse_address(item, f"nodeAllowlist.{i}") for i, item in enumerate(value))
 
 
 def _parse_qbft(value: Any) -> QbftParams:
@@ -499,6 +531,9 @@ def genesis_to_json(g: Genesis) -> dict[str, Any]:
         "epochLength": g.qbft.epoch_length,
     }
     doc["validators"] = [to_checksum_address(v) for v in g.validators]
+    if g.node_allowlist:
+        # Only written when set, so files without it keep their exact canonical bytes.
+        doc["nodeAllowlist"] = [to_checksum_address(a) for a in g.node_allowlist]
     doc["alloc"] = {to_checksum_address(a): _account_to_json(acc) for a, acc in g.alloc.items()}
     doc["systemContracts"] = {
         name: to_checksum_address(address) for name, address in g.system_contracts.items()
