@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from eth_keys import keys
 from eth_keys.constants import SECPK1_N
 from eth_utils import to_checksum_address
 
 from genesis.schema import AllocAccount, Genesis, GenesisError, QbftParams, at_path
+from genesis.system import Member, default_setup, system_alloc
 
 
 def generate_private_key() -> bytes:
@@ -35,12 +36,20 @@ def new_consortium(
     validator_balance: int = 10**24,
     alloc: Mapping[bytes, AllocAccount] | None = None,
     system_contracts: Mapping[str, bytes] | None = None,
+    predeploy_system: bool = False,
+    members: Sequence[Member] | None = None,
 ) -> tuple[Genesis, list[bytes]]:
     """A genesis with `n_validators` fresh validators (in generation order) and their keys.
 
     Validators get `validator_balance` wei each, `prefund` accounts get their balances, and
     `alloc` / `system_contracts` let callers pre-deploy contracts. An address may appear only once
-    across validators, `prefund` and `alloc`, so that no balance is silently overwritten.
+    across validators, `prefund`, `alloc` and the system contracts, so that nothing is silently
+    overwritten.
+
+    With `predeploy_system`, the system contracts (genesis/system.py) are predeployed: `members`
+    found the consortium (default: one member per validator, administered by the validator
+    address), the validators are the allowed nodes, and validators plus prefunded accounts are
+    the explicitly allowed accounts.
     """
     if isinstance(n_validators, bool) or not isinstance(n_validators, int) or n_validators < 1:
         raise GenesisError(f"must be a positive integer, got {n_validators!r}", "n_validators")
@@ -66,6 +75,20 @@ def new_consortium(
         add(address, "prefund", lambda balance=balance: AllocAccount(balance=balance))
     for address, account in (alloc or {}).items():
         add(address, "alloc", lambda account=account: account)
+    names = dict(system_contracts or {})
+    if predeploy_system:
+        setup = default_setup(
+            validators, members=members, accounts=[*validators, *(prefund or {})]
+        )
+        system_accounts, system_names = system_alloc(setup)
+        for address, account in system_accounts.items():
+            add(address, "systemContracts", lambda account=account: account)
+        for name, address in system_names.items():
+            if name in names:
+                raise GenesisError("already given in system_contracts", f"systemContracts.{name}")
+            names[name] = address
+    elif members is not None:
+        raise GenesisError("members need predeploy_system=True", "members")
 
     with at_path("qbft"):
         qbft = QbftParams(
@@ -77,6 +100,6 @@ def new_consortium(
         validators=validators,
         qbft=qbft,
         alloc=accounts,
-        system_contracts=dict(system_contracts or {}),
+        system_contracts=names,
     )
     return genesis, private_keys

@@ -11,6 +11,7 @@ from eth_utils import to_checksum_address
 
 from genesis.builder import new_consortium
 from genesis.schema import GenesisError, dump_genesis, load_genesis, parse_address, parse_quantity
+from genesis.system import Member
 from node.keystore import (
     PASSPHRASE_ENV_VAR,
     KeystoreError,
@@ -45,6 +46,21 @@ def _parse_prefund(
             raise click.BadParameter(f"{to_checksum_address(address)} is prefunded twice")
         prefund[address] = wei
     return prefund
+
+
+def _parse_members(
+    _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
+) -> list[Member] | None:
+    members: list[Member] = []
+    for item in values:
+        name, sep, address_text = item.rpartition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"expected NAME=ADMIN_ADDRESS, got {item!r}")
+        try:
+            members.append(Member(name.strip(), parse_address(address_text.strip(), "ADMIN")))
+        except GenesisError as exc:
+            raise click.BadParameter(f"{item!r}: {exc}") from None
+    return members or None
 
 
 def _check_scrypt_n(_ctx: click.Context, _param: click.Parameter, value: int | None) -> int | None:
@@ -92,6 +108,20 @@ def genesis_group() -> None:
     help="Pre-fund an account (repeatable); WEI is decimal or 0x-hex.",
 )
 @click.option(
+    "--member",
+    "members",
+    multiple=True,
+    metavar="NAME=ADMIN",
+    callback=_parse_members,
+    help="A founding member hospital and its first admin account (repeatable; default: one "
+    "member per validator, administered by the validator address).",
+)
+@click.option(
+    "--no-system-contracts",
+    is_flag=True,
+    help="Do not predeploy the system contracts (MedLedger, governance, allow-lists).",
+)
+@click.option(
     "--passphrase-file",
     type=click.Path(dir_okay=False, path_type=Path),
     help=f"File holding the key passphrase (else ${PASSPHRASE_ENV_VAR}, else one is generated).",
@@ -111,6 +141,8 @@ def new_command(
     block_period: int,
     empty_block_period: int,
     prefund: dict[bytes, int],
+    members: list[Member] | None,
+    no_system_contracts: bool,
     passphrase_file: Path | None,
     scrypt_n: int | None,
 ) -> None:
@@ -122,6 +154,8 @@ def new_command(
 
     if genesis_path.exists():
         raise _RefusedError(f"refusing to overwrite existing {genesis_path}")
+    if members and no_system_contracts:
+        raise click.UsageError("--member needs the system contracts (drop --no-system-contracts)")
     try:
         passphrase = resolve_passphrase(passphrase_file)
     except KeystoreError as exc:
@@ -138,6 +172,8 @@ def new_command(
             block_period_seconds=block_period,
             empty_block_period_seconds=empty_block_period,
             prefund=prefund,
+            predeploy_system=not no_system_contracts,
+            members=members,
         )
     except GenesisError as exc:
         raise click.UsageError(str(exc)) from None
@@ -170,6 +206,8 @@ def new_command(
     click.echo(f"Wrote {genesis_path} (chain id {genesis.chain_id}, {n_validators} validators)")
     for index, (address, path) in enumerate(zip(genesis.validators, key_paths, strict=True), 1):
         click.echo(f"validator {index}: {to_checksum_address(address)}  {path}")
+    for name, address in genesis.system_contracts.items():
+        click.echo(f"system contract {name}: {to_checksum_address(address)}")
 
 
 @genesis_group.command("check")
