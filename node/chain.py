@@ -8,9 +8,9 @@ class is not thread-safe: the node calls it from a single worker thread.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import rlp
 from eth._utils.rlp import validate_imported_block_unchanged
@@ -29,13 +29,15 @@ from eth.consensus.context import ConsensusContext
 from eth.db.atomic import AtomicDB
 from eth.exceptions import BlockNotFound, HeaderNotFound, TransactionNotFound
 from eth.vm.forks.prague import PragueVM
+from eth.vm.forks.prague.blocks import PragueBlockHeader
 from eth_typing import Address, Hash32
-from eth_utils import ValidationError
+from eth_utils import ValidationError, keccak
 
 from consensus.extradata import MAX_EXTRA_DATA_BYTES, ExtraDataError, QbftExtraData, Vote
 from consensus.seals import FinalityError, seal_hash, verify_commit_seals
 from genesis.schema import Genesis
 from node.db import LevelDBStore, StagedDB, StorageError
+from node.validators import ValidatorTracker
 
 # The mixHash Istanbul-family BFT chains put in every header ("Istanbul digest").
 QBFT_MIX_HASH = bytes.fromhex("63746963616c2062797a616e74696e65206661756c7420746f6c6572616e6365")
@@ -75,6 +77,30 @@ class QbftPyEvmConsensus(ConsensusAPI):
     @classmethod
     def get_fee_recipient(cls, header: BlockHeaderAPI) -> Address:
         return header.coinbase
+
+
+def _qbft_block_hash(header: PragueBlockHeader) -> Hash32:
+    """Besu's QBFT block hash: the header with round 0 and no commit seals in extraData.
+
+    Validators finalize a block with whichever quorum of commit seals reached them first,
+    and a block decided in round r may be finalized by some as its round r+1 re-proposal.
+    The hash must not depend on either, or honest nodes would store one block under
+    different hashes and the next block's parent hash would split them.
+    """
+    if header._hash is None:
+        try:
+            extra = QbftExtraData.decode(header.extra_data)
+        except ExtraDataError:
+            header._hash = keccak(rlp.encode(header))
+        else:
+            stripped = replace(extra, round=0, commit_seals=()).encode()
+            header._hash = keccak(rlp.encode(header.copy(extra_data=stripped)))
+    return cast(Hash32, header._hash)
+
+
+# Every Prague header in this process hashes the QBFT way: py-evm decodes stored headers
+# into its own PragueBlockHeader class, so the rule is set on that class itself.
+PragueBlockHeader.hash = property(_qbft_block_hash)  # type: ignore[assignment]
 
 
 MedledgerPragueVM = PragueVM.configure(
@@ -142,6 +168,9 @@ class Chain:
         except Exception:
             self.store.close()
             raise
+        self.validator_tracker = ValidatorTracker(
+            genesis.validators, genesis.qbft.epoch_length, self.header_by_number
+        )
 
     def _open_or_initialise(self) -> PyEvmChain:
         stored = self.store.get(_GENESIS_KEY)
@@ -239,8 +268,8 @@ class Chain:
         return QbftExtraData.decode(header.extra_data).validators
 
     def validators_after(self, header: BlockHeaderAPI) -> tuple[bytes, ...]:
-        """The validator set of the block after `header` (fixed until validator voting lands)."""
-        return self.validators_at(header)
+        """The validator set of the block after `header`: its set with the votes applied."""
+        return self.validator_tracker.validators_after(header)
 
     # -- building and importing ----------------------------------------------------------
 
@@ -364,6 +393,8 @@ class Chain:
         not reproduce its header (state root, receipts, gas). Any earlier staged
         execution is dropped first: only one candidate block is staged at a time.
         """
+        if self._executed_digest is not None and self._executed_digest == seal_hash(block.header):
+            return  # already executed and staged (our own proposal, or a re-delivery)
         self.discard_built()
         self.check_header(block)
         try:

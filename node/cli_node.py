@@ -15,8 +15,9 @@ from eth_keys import keys
 from eth_utils import keccak, to_checksum_address
 
 from genesis.builder import new_consortium
-from genesis.schema import Genesis, GenesisError, load_genesis
+from genesis.schema import Genesis, GenesisError, dump_genesis, load_genesis
 from node.db import StorageError
+from node.devnet import DevnetSupervisor, plan_devnet
 from node.keystore import KeystoreError, read_keystore, resolve_passphrase
 from node.logs import configure_logging
 from node.runtime import NodeConfig, run_until_signal
@@ -72,10 +73,19 @@ def node_group() -> None:
               help="File holding the key's passphrase (else $MEDLEDGER_PASSPHRASE, else prompt).")
 @click.option("--empty-block-period", type=click.FloatRange(min=0.1), default=None,
               help="Seconds between empty blocks (default: from genesis).")
+@click.option("--p2p-host", default="127.0.0.1", show_default=True,
+              help="Address the libp2p host listens on.")
+@click.option("--p2p-port", type=click.IntRange(0, 65535), default=None,
+              help="libp2p TCP port (0 = any free). Without it the node has no network, "
+                   "which only a single-validator chain can use.")
+@click.option("--peer", "peers", multiple=True,
+              help="Static peer multiaddr (/ip4/H/tcp/P/p2p/ID); repeatable. Kept connected.")
+@click.option("--admin-rpc", is_flag=True, help="Enable the admin_ JSON-RPC namespace.")
 @_common_rpc_options
 def node_run(
     datadir: Path, genesis_path: Path, key_path: Path | None, passphrase_file: Path | None,
-    empty_block_period: float | None, rpc_host: str, rpc_port: int, ws_port: int,
+    empty_block_period: float | None, p2p_host: str, p2p_port: int | None,
+    peers: tuple[str, ...], admin_rpc: bool, rpc_host: str, rpc_port: int, ws_port: int,
     log_level: str, log_format: str,
 ) -> None:
     """Run a node on DATADIR for the chain of GENESIS."""
@@ -85,9 +95,12 @@ def node_run(
     except GenesisError as exc:
         raise click.ClickException(f"genesis {genesis_path}: {exc}") from None
     key = _load_key(key_path, passphrase_file) if key_path is not None else None
+    if peers and p2p_port is None:
+        raise click.UsageError("--peer needs --p2p-port")
     _run(NodeConfig(
         datadir=datadir, genesis=genesis, validator_key=key, rpc_host=rpc_host,
         rpc_port=rpc_port, ws_port=ws_port, empty_block_period=empty_block_period,
+        p2p_host=p2p_host, p2p_port=p2p_port, static_peers=peers, admin_rpc=admin_rpc,
     ))
 
 
@@ -122,49 +135,104 @@ def devnet_genesis(accounts: int, block_period: int) -> tuple[Genesis, bytes]:
 
 
 @click.command("devnet")
+@click.option("--nodes", type=click.IntRange(1, 16), default=1, show_default=True,
+              help="Validators (hospitals). More than one runs each as its own process.")
+@click.option("--auditor", is_flag=True, help="Also run a read-only auditor node (--nodes > 1).")
 @click.option("--datadir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Keep the chain here (default: a temporary directory removed on exit).")
 @click.option("--accounts", type=click.IntRange(0, 100), default=5, show_default=True,
               help="Pre-funded development accounts to print.")
 @click.option("--block-period", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--p2p-port", type=click.IntRange(0, 65535), default=30303, show_default=True,
+              help="First libp2p port (one per node); 0 = any free ports.")
 @_common_rpc_options
 def devnet(
-    datadir: Path | None, accounts: int, block_period: int, rpc_host: str, rpc_port: int,
-    ws_port: int, log_level: str, log_format: str,
+    nodes: int, auditor: bool, datadir: Path | None, accounts: int, block_period: int,
+    p2p_port: int, rpc_host: str, rpc_port: int, ws_port: int, log_level: str, log_format: str,
 ) -> None:
-    """Run a throw-away one-validator consortium chain for development."""
+    """Run a throw-away consortium chain for development (one or several hospitals)."""
     _setup_logs(log_level, log_format)
     temporary = datadir is None
     root = Path(tempfile.mkdtemp(prefix="medledger-devnet-")) if datadir is None else datadir
-    genesis_file = root / "genesis.json"
     try:
-        if genesis_file.exists():
-            genesis = load_genesis(genesis_file)
-            validator_key = bytes.fromhex((root / "validator.key").read_text().strip())
+        if nodes == 1 and not auditor:
+            _single_node_devnet(root, accounts, block_period, rpc_host, rpc_port, ws_port)
         else:
-            root.mkdir(parents=True, exist_ok=True)
-            genesis, validator_key = devnet_genesis(accounts, block_period)
-            from genesis.schema import dump_genesis
-
-            genesis_file.write_text(dump_genesis(genesis))
-            key_file = root / "validator.key"
-            key_file.write_text(validator_key.hex())
-            key_file.chmod(0o600)
-        click.echo(f"medledger devnet: chain id {genesis.chain_id}, data in {root}")
-        click.echo("Development accounts (publicly known keys: for this devnet only):")
-        for k in devnet_account_keys(accounts):
-            address = keys.PrivateKey(k).public_key.to_canonical_address()
-            click.echo(f"  {to_checksum_address(address)}  key 0x{k.hex()}")
-        click.echo("web3.py: inject ExtraDataToPOAMiddleware (QBFT extraData is over 32 bytes).")
-        _run(NodeConfig(
-            datadir=root / "node", genesis=genesis, validator_key=validator_key,
-            rpc_host=rpc_host, rpc_port=rpc_port, ws_port=ws_port,
-        ))
+            _multi_node_devnet(root, nodes, auditor, accounts, block_period, rpc_port, p2p_port,
+                               log_level)
     except GenesisError as exc:
         raise click.ClickException(f"devnet genesis: {exc}") from None
     finally:
         if temporary:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def _print_accounts(genesis: Genesis, root: Path, accounts: int) -> None:
+    click.echo(f"medledger devnet: chain id {genesis.chain_id}, data in {root}")
+    click.echo("Development accounts (publicly known keys: for this devnet only):")
+    for k in devnet_account_keys(accounts):
+        address = keys.PrivateKey(k).public_key.to_canonical_address()
+        click.echo(f"  {to_checksum_address(address)}  key 0x{k.hex()}")
+    click.echo("web3.py: inject ExtraDataToPOAMiddleware (QBFT extraData is over 32 bytes).")
+
+
+def _single_node_devnet(
+    root: Path, accounts: int, block_period: int, rpc_host: str, rpc_port: int, ws_port: int
+) -> None:
+    genesis_file = root / "genesis.json"
+    if genesis_file.exists():
+        genesis = load_genesis(genesis_file)
+        validator_key = bytes.fromhex((root / "validator.key").read_text().strip())
+    else:
+        root.mkdir(parents=True, exist_ok=True)
+        genesis, validator_key = devnet_genesis(accounts, block_period)
+        genesis_file.write_text(dump_genesis(genesis))
+        key_file = root / "validator.key"
+        key_file.write_text(validator_key.hex())
+        key_file.chmod(0o600)
+    _print_accounts(genesis, root, accounts)
+    _run(NodeConfig(
+        datadir=root / "node", genesis=genesis, validator_key=validator_key,
+        rpc_host=rpc_host, rpc_port=rpc_port, ws_port=ws_port,
+    ))
+
+
+def _multi_node_devnet(
+    root: Path, nodes: int, auditor: bool, accounts: int, block_period: int, rpc_port: int,
+    p2p_port: int, log_level: str,
+) -> None:
+    prefund = {
+        keys.PrivateKey(k).public_key.to_canonical_address(): 10**24
+        for k in devnet_account_keys(accounts)
+    }
+    try:
+        genesis, planned, passphrase_file = plan_devnet(
+            root, validators=nodes, auditor=auditor, prefund=prefund, block_period=block_period,
+            rpc_port=rpc_port, p2p_port=p2p_port, chain_id=DEVNET_CHAIN_ID,
+        )
+    except OSError as exc:
+        raise click.ClickException(f"cannot set up the devnet: {exc}") from None
+    _print_accounts(genesis, root, accounts)
+    supervisor = DevnetSupervisor(root, planned, passphrase_file)
+    supervisor.start_all()
+    try:
+        try:
+            supervisor.wait_ready()
+        except RuntimeError as exc:
+            raise click.ClickException(str(exc)) from None
+        for node in planned:
+            role = "validator" if node.key_path is not None else "auditor"
+            click.echo(f"  {node.name:<12} {role:<9} http://127.0.0.1:{node.rpc_port}  "
+                       f"ws://127.0.0.1:{node.ws_port}  log {root / (node.name + '.log')}")
+        click.echo("Running. Ctrl-C stops every node.")
+
+        def died(name: str, code: int) -> None:
+            raise click.ClickException(f"{name} exited with code {code}; see its log")
+
+        supervisor.wait_for_signal(died)
+    finally:
+        supervisor.stop_all()
+        click.echo("devnet stopped")
 
 
 @click.command("status")

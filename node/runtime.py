@@ -1,14 +1,13 @@
-"""A running node: chain, txpool, block producer and JSON-RPC on one trio loop.
+"""A running node: chain, txpool, QBFT, libp2p network, sync and JSON-RPC on one trio loop.
 
-`run_node` owns the lifetime: it opens the chain (LevelDB), starts the RPC
-listeners and the producer, and on SIGINT/SIGTERM stops accepting work and
-closes the database cleanly. A crash or SIGKILL is safe too: every block is one
-atomic LevelDB batch.
+`Node.run` owns the lifetime: it opens the chain (LevelDB), starts the P2P host
+(when configured), the QBFT driver (for a validator), block sync and the RPC
+listeners, and on SIGINT/SIGTERM stops them and closes the database cleanly. A
+crash or SIGKILL is safe too: every block is one atomic LevelDB batch.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -19,21 +18,42 @@ from typing import Any
 import structlog
 import trio
 from eth.abc import BlockAPI
+from eth_keys import keys
 
+from consensus.messages import MessageError, decode_message
+from consensus.qbft import Qbft
 from genesis.schema import Genesis
+from network import (
+    AllowList,
+    NetworkConfig,
+    P2PNode,
+    Validation,
+    decode_tx_batch,
+    load_or_create_node_key,
+    split_tx_batches,
+)
+from network.errors import CodecError
 from node.chain import Chain
-from node.producer import BlockProducer
+from node.consensus_blocks import ChainBlockOps
+from node.qbft_driver import DriverConfig, QbftDriver
+from node.rpc.admin_api import AdminApi
 from node.rpc.dispatch import Dispatcher
-from node.rpc.eth_api import EthApi, EthApiConfig
+from node.rpc.eth_api import EthApi, EthApiConfig, StateReader
 from node.rpc.filters import FilterManager
+from node.rpc.qbft_api import QbftApi
 from node.rpc.server import RpcApp, RpcServerConfig, serve_rpc
 from node.rpc.subscriptions import SubscriptionHub
-from node.txpool import TxPool
+from node.signing_guard import PersistentSigningGuard
+from node.sync import ChainSync, ChainSyncProvider
+from node.txpool import TxPool, TxPoolError
+from node.validators import PendingVotes
 from node.worker import ChainWorker
 
 log = structlog.get_logger("medledger.node")
 
 ENDPOINTS_FILE = "endpoints.json"
+NODE_KEY_FILE = "p2p.key"
+TX_GOSSIP_INTERVAL = 0.05
 
 
 @dataclass(frozen=True)
@@ -50,6 +70,10 @@ class NodeConfig:
     txpool_size: int = 8192
     min_priority_fee: int = 0
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
+    p2p_host: str = "127.0.0.1"
+    p2p_port: int | None = None  # None: no network (a single-validator chain)
+    static_peers: tuple[str, ...] = ()
+    admin_rpc: bool = False
 
 
 class Node:
@@ -58,87 +82,233 @@ class Node:
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
         self.chain = Chain(config.datadir, config.genesis)
+        try:
+            self._assemble(config)
+        except Exception:
+            self.chain.close()
+            raise
+
+    def _assemble(self, config: NodeConfig) -> None:
+        genesis = config.genesis
         self.worker = ChainWorker()
-        self.txpool = TxPool(config.genesis.chain_id, max_size=config.txpool_size,
+        self.txpool = TxPool(genesis.chain_id, max_size=config.txpool_size,
                              min_priority_fee=config.min_priority_fee)
         self.dispatcher = Dispatcher(max_batch=config.max_batch)
         self.hub = SubscriptionHub()
         self.filters = FilterManager()
+        self.pending_votes = PendingVotes()
+        self.block_ops = ChainBlockOps(self.chain)
+        self.guard = PersistentSigningGuard(self.chain.store)
+        # As in Besu, the node key is the validator key: a node that is not a validator yet
+        # signs with its node key once the validators vote it in.
+        signing_key = config.validator_key
+        if signing_key is None and config.p2p_port is not None:
+            signing_key = load_or_create_node_key(config.datadir / NODE_KEY_FILE)
+        self.address: bytes | None = None
+        if signing_key is not None:
+            self.address = keys.PrivateKey(signing_key).public_key.to_canonical_address()
+
+        self.p2p: P2PNode | None = None
+        self.allowlist = AllowList((*genesis.validators, *genesis.node_allowlist))
+        if config.p2p_port is not None:
+            assert signing_key is not None
+            node_key = signing_key
+            self.p2p = P2PNode(
+                NetworkConfig(
+                    chain_id=genesis.chain_id, genesis_hash=self.chain.genesis_hash,
+                    listen_host=config.p2p_host, listen_port=config.p2p_port,
+                    static_peers=config.static_peers,
+                ),
+                node_key, self.allowlist, ChainSyncProvider(self.chain, self.worker),
+            )
+        elif self.address is not None and self.chain.validators_after(self.chain.head) != (
+            self.address,
+        ):
+            raise ValueError(
+                "this chain has other validators: give the node a P2P port (--p2p-port) "
+                "and its peers (--peer)"
+            )
+
         self.eth = EthApi(
             self.chain, self.txpool, self.worker, self.filters, self.hub,
             EthApiConfig(min_priority_fee=config.min_priority_fee),
+            peer_count=lambda: len(self.p2p.peers()) if self.p2p is not None else 0,
         )
         self.eth.install(self.dispatcher)
-        self.producer: BlockProducer | None = None
-        if config.validator_key is not None:
-            self._check_validator(config.validator_key)
-            qbft = config.genesis.qbft
-            self.producer = BlockProducer(
-                self.chain, self.txpool, self.worker, config.validator_key,
-                block_period=qbft.block_period_seconds,
-                empty_block_period=(
-                    config.empty_block_period or qbft.empty_block_period_seconds
+        QbftApi(self.chain, self.worker, self.pending_votes).install(self.dispatcher)
+        if config.admin_rpc and self.p2p is not None:
+            AdminApi(self.p2p, genesis.chain_id, self.chain.genesis_hash).install(self.dispatcher)
+
+        self.qbft = Qbft(
+            private_key=signing_key, block_ops=self.block_ops, guard=self.guard,
+            request_timeout=genesis.qbft.request_timeout_seconds,
+        )
+        self.driver: QbftDriver | None = None
+        if self.address is not None:
+            self.driver = QbftDriver(
+                self.chain, self.txpool, self.worker, self.qbft, self.block_ops,
+                DriverConfig(
+                    block_period=genesis.qbft.block_period_seconds,
+                    empty_block_period=(
+                        config.empty_block_period or genesis.qbft.empty_block_period_seconds
+                    ),
                 ),
+                proposer_address=self.address,
+                pending_votes=self.pending_votes,
+                publish=self._publish_qbft if self.p2p is not None else None,
                 block_logs=self.eth.block_logs,
+                prune_signed=self.guard.prune_below,
+                highest_signed_round=self.guard.highest_round,
             )
-            self.producer.add_listener(self._on_block)
-            self.txpool.subscribe(lambda _tx: self._wake_producer())
-        self._trio_token: trio.lowlevel.TrioToken | None = None
+            self.driver.add_listener(self._on_sealed)
+        self.sync: ChainSync | None = None
+        if self.p2p is not None:
+            self.sync = ChainSync(self.p2p, self.chain, self.worker, self.block_ops,
+                                  block_logs=self.eth.block_logs)
+            self.sync.add_listener(self._on_imported)
+        self._tx_outbox: list[bytes] = []
+        self._relaying = False
+        self.txpool.subscribe(self._on_pool_tx)
         self.rpc_port: int | None = None
         self.ws_port: int | None = None
 
-    def _check_validator(self, key: bytes) -> None:
-        from eth_keys import keys
+    # -- events ----------------------------------------------------------------------------
 
-        address = keys.PrivateKey(key).public_key.to_canonical_address()
-        validators = self.chain.validators_after(self.chain.head)
-        if address not in validators:
-            self.chain.close()
-            raise ValueError(
-                f"key 0x{address.hex()} is not a validator of this chain "
-                f"(validators: {', '.join('0x' + v.hex() for v in validators)})"
-            )
+    def _on_pool_tx(self, pooled: Any) -> None:
+        # Runs in the chain worker thread; the outbox is drained on the loop. Transactions
+        # that came in by gossip are not re-published: gossipsub relays them already.
+        if not self._relaying:
+            self._tx_outbox.append(pooled.raw)
 
-    def _wake_producer(self) -> None:
-        # The txpool callback runs in the worker thread; hop to the loop to set the event.
-        if self.producer is not None and self._trio_token is not None:
-            with contextlib.suppress(trio.RunFinishedError):
-                trio.from_thread.run_sync(self.producer.notify_transaction,
-                                          trio_token=self._trio_token)
+    async def _publish_qbft(self, message: bytes) -> None:
+        if self.p2p is not None:
+            await self.p2p.publish("qbft", message)
 
-    def _on_block(self, block: BlockAPI, logs: list[dict[str, Any]]) -> None:
+    async def _after_block(self, block: BlockAPI, logs: list[dict[str, Any]]) -> None:
+        def cleanup() -> tuple[bytes, ...]:
+            self.txpool.remove([tx.hash for tx in block.transactions])
+            self.txpool.on_new_head(StateReader(self.chain))
+            return self.chain.validators_after(self.chain.head)
+
+        validators = await self.worker.run(cleanup)
+        self.allowlist.replace((*validators, *self.config.genesis.validators,
+                                *self.config.genesis.node_allowlist))
         self.eth.publish_block(block, logs)
 
+    async def _on_sealed(self, block: BlockAPI, logs: list[dict[str, Any]]) -> None:
+        await self._after_block(block, logs)
+        if self.p2p is not None:
+            await self.p2p.publish("block", self.block_ops.encode_block(block))
+
+    async def _on_imported(self, block: BlockAPI, logs: list[dict[str, Any]]) -> None:
+        await self._after_block(block, logs)
+        if self.driver is not None:
+            self.driver.head_changed()
+
+    # -- gossip handlers -------------------------------------------------------------------
+
+    async def _gossip_qbft(self, peer_id: str, payload: bytes) -> Validation:
+        try:
+            message = decode_message(payload)
+        except MessageError:
+            return Validation.REJECT
+        if message.author not in self.allowlist:
+            return Validation.REJECT
+        if self.driver is not None:
+            self.driver.deliver(payload)
+        return Validation.ACCEPT
+
+    async def _gossip_block(self, peer_id: str, payload: bytes) -> Validation:
+        assert self.sync is not None
+        try:
+            number = await self.worker.run(lambda: self.block_ops.decode_block(payload).number)
+        except ValueError:
+            return Validation.REJECT
+        head = await self.worker.run(lambda: self.chain.head.block_number)
+        if number <= head:
+            return Validation.IGNORE
+        if number > head + 1:
+            self.sync.trigger()
+            return Validation.IGNORE
+        return Validation.ACCEPT if await self.sync.import_raw(payload) else Validation.REJECT
+
+    async def _gossip_tx(self, peer_id: str, payload: bytes) -> Validation:
+        try:
+            raws = decode_tx_batch(payload)
+        except CodecError:
+            return Validation.REJECT
+
+        def add_all() -> int:
+            head = self.chain.head
+            base_fee = int(self.chain.pending_header(head.timestamp + 1).base_fee_per_gas)
+            state = StateReader(self.chain)
+            accepted = 0
+            for raw in raws:
+                try:
+                    self.txpool.add(raw, state, block_gas_limit=head.gas_limit, base_fee=base_fee)
+                    accepted += 1
+                except TxPoolError:
+                    continue
+            return accepted
+
+        self._relaying = True
+        try:
+            await self.worker.run(add_all)
+        finally:
+            self._relaying = False
+        return Validation.ACCEPT
+
+    async def _tx_gossip_loop(self) -> None:
+        assert self.p2p is not None
+        while True:
+            await trio.sleep(TX_GOSSIP_INTERVAL)
+            if not self._tx_outbox:
+                continue
+            batch, self._tx_outbox = self._tx_outbox, []
+            for payload in split_tx_batches(batch):
+                await self.p2p.publish("tx", payload)
+
+    # -- lifetime --------------------------------------------------------------------------
+
     def _write_endpoints(self) -> None:
-        endpoints = {
+        endpoints: dict[str, Any] = {
             "http": f"http://{self.config.rpc_host}:{self.rpc_port}",
             "ws": f"ws://{self.config.rpc_host}:{self.ws_port or self.rpc_port}",
             "pid": os.getpid(),
         }
+        if self.p2p is not None:
+            endpoints["p2p"] = list(self.p2p.listen_addrs)
+            endpoints["peer_id"] = self.p2p.peer_id
         path = self.config.datadir / ENDPOINTS_FILE
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(endpoints))
         tmp.replace(path)
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        self._trio_token = trio.lowlevel.current_trio_token()
-        rpc_config = RpcServerConfig(
-            host=self.config.rpc_host, port=self.config.rpc_port,
+    def _rpc_config(self, port: int) -> RpcServerConfig:
+        return RpcServerConfig(
+            host=self.config.rpc_host, port=port,
             max_body_bytes=self.config.max_body_bytes,
             max_ws_message_bytes=self.config.max_body_bytes,
             cors_origins=self.config.cors_origins,
         )
-        app = RpcApp(self.dispatcher, self.hub, rpc_config)
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         try:
             async with trio.open_nursery() as nursery:
-                self.rpc_port = await nursery.start(serve_rpc, app, rpc_config)
+                if self.p2p is not None:
+                    self.p2p.set_handler("qbft", self._gossip_qbft)
+                    self.p2p.set_handler("block", self._gossip_block)
+                    self.p2p.set_handler("tx", self._gossip_tx)
+                    await nursery.start(self.p2p.run)
+                    nursery.start_soon(self._tx_gossip_loop)
+                    assert self.sync is not None
+                    nursery.start_soon(self.sync.run)
+                rpc_config = self._rpc_config(self.config.rpc_port)
+                self.rpc_port = await nursery.start(
+                    serve_rpc, RpcApp(self.dispatcher, self.hub, rpc_config), rpc_config
+                )
                 if self.config.ws_port is not None:
-                    ws_config = RpcServerConfig(
-                        host=self.config.rpc_host, port=self.config.ws_port,
-                        max_body_bytes=self.config.max_body_bytes,
-                        max_ws_message_bytes=self.config.max_body_bytes,
-                        cors_origins=self.config.cors_origins,
-                    )
+                    ws_config = self._rpc_config(self.config.ws_port)
                     self.ws_port = await nursery.start(
                         serve_rpc, RpcApp(self.dispatcher, self.hub, ws_config), ws_config
                     )
@@ -151,10 +321,11 @@ class Node:
                     genesis="0x" + self.chain.genesis_hash.hex(),
                     http=f"http://{self.config.rpc_host}:{self.rpc_port}",
                     ws=f"ws://{self.config.rpc_host}:{self.ws_port or self.rpc_port}",
-                    validator=None if self.producer is None else "0x" + self.producer.address.hex(),
+                    p2p=None if self.p2p is None else self.p2p.listen_addrs,
+                    signer=None if self.address is None else "0x" + self.address.hex(),
                 )
-                if self.producer is not None:
-                    nursery.start_soon(self.producer.run)
+                if self.driver is not None:
+                    nursery.start_soon(self.driver.run)
                 task_status.started(self)
         finally:
             await self._close()

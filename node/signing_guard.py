@@ -33,6 +33,13 @@ class PersistentSigningGuard:
             self._store.write({key: digest})
             return True
 
+    def highest_round(self, height: int) -> int | None:
+        """The highest round this node signed anything in at `height`, if any."""
+        prefix = _PREFIX + height.to_bytes(8, "big")
+        rounds = [int.from_bytes(key[len(prefix):len(prefix) + 4], "big")
+                  for key, _ in self._store.iterate_prefix(prefix)]
+        return max(rounds) if rounds else None
+
     def prune_below(self, height: int) -> int:
         """Forget what was signed below `height` (final heights can never be signed again)."""
         stale = [key for key, _ in self._store.iterate_prefix(_PREFIX)

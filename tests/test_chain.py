@@ -18,6 +18,7 @@ from tests.helpers import (
     USERS,
     VALIDATOR,
     VALIDATOR_KEY,
+    address_of,
     decode,
     make_genesis,
     transfer,
@@ -234,3 +235,43 @@ def test_proposal_with_wrong_state_root_is_rejected_before_sealing(tmp_path: Pat
     finally:
         proposer.close()
         follower.close()
+
+
+def test_block_hash_ignores_commit_seals_and_round(tmp_path: Path) -> None:
+    """Two honest nodes holding different quorums of seals agree on the block hash."""
+    validator_keys = [VALIDATOR_KEY, *USER_KEYS[:3]]
+    validators = tuple(sorted(address_of(k) for k in validator_keys))
+    genesis = make_genesis(validators=validators)
+    a = Chain(tmp_path / "a", genesis)
+    b = Chain(tmp_path / "b", genesis)
+    try:
+        built = a.build_block([decode(transfer(USER_KEYS[3], 0))],
+                              timestamp=a.head.timestamp + 1, proposer=VALIDATOR)
+        digest = seal_hash(built.block.header)
+        seals = [sign_seal(digest, k) for k in validator_keys]
+        extra = QbftExtraData.decode(built.block.header.extra_data)
+        first = built.block.copy(header=built.block.header.copy(
+            extra_data=extra.with_seals(tuple(seals[:3])).encode()))
+        second = built.block.copy(header=built.block.header.copy(
+            extra_data=extra.with_seals(tuple(seals[1:])).encode()))
+        assert first.header.extra_data != second.header.extra_data
+        assert first.hash == second.hash
+        from dataclasses import replace
+
+        later_round = built.block.header.copy(extra_data=replace(extra, round=2).encode())
+        assert later_round.hash == built.block.header.hash
+        assert seal_hash(later_round) != digest, "the seal digest must still cover the round"
+
+        a.finalize(first)
+        b.finalize(second)
+        assert a.head.hash == b.head.hash
+        # A child built on one node's copy imports on the other's.
+        child = a.build_block([], timestamp=a.head.timestamp + 1, proposer=validators[0])
+        child_digest = seal_hash(child.block.header)
+        child_seals = tuple(sign_seal(child_digest, k) for k in validator_keys[:3])
+        sealed_child = a.commit_sealed(child, child_seals)
+        b.import_block(sealed_child)
+        assert b.head.hash == a.head.hash
+    finally:
+        a.close()
+        b.close()

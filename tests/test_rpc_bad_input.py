@@ -118,10 +118,14 @@ def test_invalid_signature_wrong_chain_and_replay(live: NodeProcess) -> None:
     )
     assert code == -32000 and "EIP-155" in message
 
+    # A transaction behind a nonce gap stays pending: sending it again is "already known".
+    gapped = transfer(key, 3)
+    assert "result" in call(live, "eth_sendRawTransaction", "0x" + gapped.hex())
+    code, message = error_of(call(live, "eth_sendRawTransaction", "0x" + gapped.hex()))
+    assert code == -32000 and message == "already known"
+
     first = call(live, "eth_sendRawTransaction", "0x" + good.hex())
     tx_hash = first["result"]
-    code, message = error_of(call(live, "eth_sendRawTransaction", "0x" + good.hex()))
-    assert code == -32000 and message == "already known"
     deadline = time.monotonic() + 30
     while call(live, "eth_getTransactionReceipt", tx_hash)["result"] is None:
         assert time.monotonic() < deadline, "transaction never sealed"
