@@ -147,3 +147,33 @@ def test_validator_set_changes_by_vote_at_the_same_height_everywhere(
         assert leaving in validators_at(node, removed_at - 1)
         assert leaving not in validators_at(node, removed_at)
         assert len(validators_at(node, removed_at)) == 4
+
+
+def test_burst_of_1000_transactions_to_one_node_lands_everywhere(
+    consortium: tuple[DevnetSupervisor, list[DevnetNode]],
+) -> None:
+    _supervisor, nodes = consortium
+    entry = nodes[1]
+    wait_for(lambda: all(head(n) >= 1 for n in nodes), 60, "the first block")
+    batch = []
+    for key in USER_KEYS:
+        for nonce in range(250):
+            raw = transfer(key, nonce, value=nonce + 1)
+            batch.append({"jsonrpc": "2.0", "id": len(batch), "method": "eth_sendRawTransaction",
+                          "params": ["0x" + raw.hex()]})
+    replies = httpx.post(f"http://127.0.0.1:{entry.rpc_port}", json=batch, timeout=120).json()
+    errors = [r["error"] for r in replies if "error" in r]
+    assert errors == []
+
+    def everywhere() -> bool:
+        return all(
+            int(rpc(n, "eth_getTransactionCount", "0x" + u.hex(), "latest"), 16) == 250  # type: ignore[arg-type]
+            for n in nodes for u in USERS
+        )
+
+    wait_for(everywhere, 240, "all 1000 transactions in blocks on every node")
+    total = 0
+    for number in range(1, head(nodes[0]) + 1):
+        block = rpc(nodes[0], "eth_getBlockByNumber", hex(number), False)
+        total += len(block["transactions"])  # type: ignore[index]
+    assert total == 1000
