@@ -12,6 +12,7 @@ def main() -> None:
 
 
 def _register_subcommands() -> None:
+    from node.cli_compose import compose_command
     from node.cli_genesis import genesis_group
     from node.cli_node import devnet, node_group, status
     from node.cli_record import record_group
@@ -21,6 +22,7 @@ def _register_subcommands() -> None:
     main.add_command(devnet)
     main.add_command(status)
     main.add_command(record_group)
+    main.add_command(compose_command)
 
 
 _register_subcommands()

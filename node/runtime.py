@@ -35,6 +35,7 @@ from network import (
 from network.errors import CodecError
 from node.chain import Chain
 from node.consensus_blocks import ChainBlockOps
+from node.permissioning import OnChainPermissioning
 from node.qbft_driver import DriverConfig, QbftDriver
 from node.rpc.admin_api import AdminApi
 from node.rpc.dispatch import Dispatcher
@@ -91,8 +92,11 @@ class Node:
     def _assemble(self, config: NodeConfig) -> None:
         genesis = config.genesis
         self.worker = ChainWorker()
+        self.permissioning = OnChainPermissioning(self.chain)
         self.txpool = TxPool(genesis.chain_id, max_size=config.txpool_size,
-                             min_priority_fee=config.min_priority_fee)
+                             min_priority_fee=config.min_priority_fee,
+                             sender_allowed=self.permissioning.sender_allowed)
+        self._contract_nodes: frozenset[bytes] = frozenset()
         self.dispatcher = Dispatcher(max_batch=config.max_batch)
         self.hub = SubscriptionHub()
         self.filters = FilterManager()
@@ -184,15 +188,26 @@ class Node:
         if self.p2p is not None:
             await self.p2p.publish("qbft", message)
 
-    async def _after_block(self, block: BlockAPI, logs: list[dict[str, Any]]) -> None:
-        def cleanup() -> tuple[bytes, ...]:
-            self.txpool.remove([tx.hash for tx in block.transactions])
-            self.txpool.on_new_head(StateReader(self.chain))
-            return self.chain.validators_after(self.chain.head)
+    def _refresh_allowlist(self, *, read_contract: bool) -> None:
+        """Peers allowed: validators (genesis and current), genesis nodeAllowlist, and the
+        on-chain NodeAllowList when the chain has one (chain worker thread)."""
+        validators = self.chain.validators_after(self.chain.head)
+        if read_contract:
+            self._contract_nodes = self.permissioning.allowed_nodes(validators) or frozenset()
+        genesis = self.config.genesis
+        self.allowlist.replace({*validators, *genesis.validators, *genesis.node_allowlist,
+                                *self._contract_nodes})
 
-        validators = await self.worker.run(cleanup)
-        self.allowlist.replace((*validators, *self.config.genesis.validators,
-                                *self.config.genesis.node_allowlist))
+    async def _after_block(self, block: BlockAPI, logs: list[dict[str, Any]]) -> None:
+        def cleanup() -> None:
+            self.txpool.remove([tx.hash for tx in block.transactions])
+            nodes_changed, accounts_changed = self.permissioning.on_block(block)
+            if accounts_changed:
+                self.txpool.drop_unpermitted()
+            self.txpool.on_new_head(StateReader(self.chain))
+            self._refresh_allowlist(read_contract=nodes_changed)
+
+        await self.worker.run(cleanup)
         self.eth.publish_block(block, logs)
 
     async def _on_sealed(self, block: BlockAPI, logs: list[dict[str, Any]]) -> None:
@@ -295,6 +310,7 @@ class Node:
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         try:
             async with trio.open_nursery() as nursery:
+                await self.worker.run(lambda: self._refresh_allowlist(read_contract=True))
                 if self.p2p is not None:
                     self.p2p.set_handler("qbft", self._gossip_qbft)
                     self.p2p.set_handler("block", self._gossip_block)

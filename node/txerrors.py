@@ -36,6 +36,7 @@ ERR_INSUFFICIENT_FUNDS = "insufficient funds for gas * price + value"
 ERR_REPLACE_UNDERPRICED = "replacement transaction underpriced"
 ERR_SENDER_LIMIT = "too many pending transactions for sender"
 ERR_POOL_FULL = "txpool is full"
+ERR_SENDER_NOT_PERMITTED = "sender account not permitted"
 
 
 class TxPoolError(Exception):

@@ -57,6 +57,7 @@ from node.txerrors import (
     ERR_POOL_FULL,
     ERR_REPLACE_UNDERPRICED,
     ERR_SENDER_LIMIT,
+    ERR_SENDER_NOT_PERMITTED,
     ERR_SET_CODE_CREATE,
     ERR_TIP_ABOVE_FEE_CAP,
     ERR_TIP_VERY_HIGH,
@@ -187,6 +188,7 @@ class TxPool:
         price_bump_percent: int = 10,
         min_priority_fee: int = 0,
         max_nonce_gap: int = 64,
+        sender_allowed: Callable[[bytes], bool] | None = None,
     ) -> None:
         if chain_id < 1:
             raise ValueError(f"chain_id must be >= 1 (EIP-155), got {chain_id}")
@@ -207,6 +209,8 @@ class TxPool:
         self.price_bump_percent = price_bump_percent
         self.min_priority_fee = min_priority_fee
         self.max_nonce_gap = max_nonce_gap
+        # Account permissioning (the on-chain AccountAllowList), consulted on entry.
+        self.sender_allowed = sender_allowed
         self._legacy_v = (chain_id * 2 + 35, chain_id * 2 + 36)
 
         self._by_hash: dict[bytes, PoolTx] = {}
@@ -340,6 +344,8 @@ class TxPool:
         tx = self.decode(raw)
         sender = self._recover_sender(tx)
         self._check_chain_id(tx)
+        if self.sender_allowed is not None and not self.sender_allowed(sender):
+            raise TxPoolError(ERR_SENDER_NOT_PERMITTED)
 
         is_create = tx.to == CREATE_CONTRACT_ADDRESS
         if is_create and len(tx.data) > MAX_INITCODE_SIZE:
@@ -407,6 +413,19 @@ class TxPool:
             self._insert_tx(pooled)
         self._notify(pooled)
         return pooled
+
+    def drop_unpermitted(self) -> list[bytes]:
+        """Drop every tx whose sender account permissioning no longer allows; return hashes."""
+        if self.sender_allowed is None:
+            return []
+        dropped = [
+            pooled.hash
+            for sender in list(self._senders)
+            if not self.sender_allowed(sender)
+            for pooled in self.sender_txs(sender)
+        ]
+        self.remove(dropped)
+        return dropped
 
     def remove(self, tx_hashes: Iterable[bytes]) -> None:
         """Forget these txs (e.g. just included in a block); unknown hashes are ignored."""
