@@ -13,7 +13,10 @@ def main() -> None:
 
 def _register_subcommands() -> None:
     from node.cli_compose import compose_command
+    from node.cli_config import config_group
+    from node.cli_db import db_group
     from node.cli_genesis import genesis_group
+    from node.cli_keys import keys_group
     from node.cli_node import devnet, node_group, status
     from node.cli_record import record_group
 
@@ -23,6 +26,9 @@ def _register_subcommands() -> None:
     main.add_command(status)
     main.add_command(record_group)
     main.add_command(compose_command)
+    main.add_command(keys_group)
+    main.add_command(db_group)
+    main.add_command(config_group)
 
 
 _register_subcommands()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from eth_utils import keccak, to_checksum_address
 
 from genesis.builder import new_consortium
 from genesis.schema import Genesis, GenesisError, dump_genesis, load_genesis
+from node.config import ConfigError, load_config, overrides_from_click
 from node.db import StorageError
 from node.devnet import DevnetSupervisor, plan_devnet
 from node.keystore import KeystoreError, read_keystore, resolve_passphrase
@@ -63,12 +65,16 @@ def node_group() -> None:
 
 
 @node_group.command("run")
-@click.option("--datadir", type=click.Path(file_okay=False, path_type=Path), required=True,
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="TOML config file (see `medledger config example`); flags and "
+                                 "MEDLEDGER_<SECTION>_<KEY> variables override it.")
+@click.option("--datadir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Chain database and node files.")
 @click.option("--genesis", "genesis_path", type=click.Path(dir_okay=False, path_type=Path),
-              required=True, help="Consortium genesis.json.")
+              default=None, help="Consortium genesis.json.")
 @click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Validator key file (keystore v3). Without it the node does not seal.")
+              help="Validator key file (keystore v3). Without it the node signs with its node "
+                   "key (DATADIR/p2p.key) once voted in, and otherwise follows.")
 @click.option("--passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
               help="File holding the key's passphrase (else $MEDLEDGER_PASSPHRASE, else prompt).")
 @click.option("--empty-block-period", type=click.FloatRange(min=0.1), default=None,
@@ -81,27 +87,41 @@ def node_group() -> None:
 @click.option("--peer", "peers", multiple=True,
               help="Static peer multiaddr (/ip4/H/tcp/P/p2p/ID); repeatable. Kept connected.")
 @click.option("--admin-rpc", is_flag=True, help="Enable the admin_ JSON-RPC namespace.")
+@click.option("--metrics", is_flag=True,
+              help="Serve Prometheus /metrics and /health/{liveness,readiness}.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True)
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=9545, show_default=True)
 @_common_rpc_options
-def node_run(
-    datadir: Path, genesis_path: Path, key_path: Path | None, passphrase_file: Path | None,
-    empty_block_period: float | None, p2p_host: str, p2p_port: int | None,
-    peers: tuple[str, ...], admin_rpc: bool, rpc_host: str, rpc_port: int, ws_port: int,
-    log_level: str, log_format: str,
-) -> None:
-    """Run a node on DATADIR for the chain of GENESIS."""
-    _setup_logs(log_level, log_format)
+def node_run(config_path: Path | None, **params: object) -> None:
+    """Run a node (settings from --config, environment and flags)."""
+    ctx = click.get_current_context()
+
+    def given(name: str) -> bool:
+        return ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+
+    # The config loader types values itself, as it does for the TOML file's strings and lists.
+    plain = {k: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
+             for k, v in params.items()}
+    try:
+        settings = load_config(config_path, overrides_from_click(plain, given))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    _setup_logs(settings["log.level"], settings["log.format"])
+    if settings["p2p.peers"] and not settings["p2p.enabled"]:
+        raise click.UsageError("--peer needs --p2p-port")
+    genesis_path = settings["node.genesis"]
     try:
         genesis = load_genesis(genesis_path)
     except GenesisError as exc:
         raise click.ClickException(f"genesis {genesis_path}: {exc}") from None
-    key = _load_key(key_path, passphrase_file) if key_path is not None else None
-    if peers and p2p_port is None:
-        raise click.UsageError("--peer needs --p2p-port")
-    _run(NodeConfig(
-        datadir=datadir, genesis=genesis, validator_key=key, rpc_host=rpc_host,
-        rpc_port=rpc_port, ws_port=ws_port, empty_block_period=empty_block_period,
-        p2p_host=p2p_host, p2p_port=p2p_port, static_peers=peers, admin_rpc=admin_rpc,
-    ))
+    key_path = settings["node.key"]
+    key = _load_key(key_path, settings["node.passphrase_file"]) if key_path else None
+    config = replace(
+        settings.node_config(genesis, key), metrics=settings["metrics.enabled"],
+        metrics_host=settings["metrics.host"], metrics_port=settings["metrics.port"],
+        health=settings.health_policy(),
+    )
+    _run(config)
 
 
 def _load_key(key_path: Path, passphrase_file: Path | None) -> bytes:

@@ -35,12 +35,16 @@ from network import (
 from network.errors import CodecError
 from node.chain import Chain
 from node.consensus_blocks import ChainBlockOps
+from node.health import HealthPolicy
+from node.metrics import NodeMetrics, instrument_dispatcher
+from node.ops_server import OpsApp, serve_ops
 from node.permissioning import OnChainPermissioning
 from node.qbft_driver import DriverConfig, QbftDriver
 from node.rpc.admin_api import AdminApi
 from node.rpc.dispatch import Dispatcher
 from node.rpc.eth_api import EthApi, EthApiConfig, StateReader
 from node.rpc.filters import FilterManager
+from node.rpc.ops_api import install_ops_rpc
 from node.rpc.qbft_api import QbftApi
 from node.rpc.server import RpcApp, RpcServerConfig, serve_rpc
 from node.rpc.subscriptions import SubscriptionHub
@@ -75,6 +79,10 @@ class NodeConfig:
     p2p_port: int | None = None  # None: no network (a single-validator chain)
     static_peers: tuple[str, ...] = ()
     admin_rpc: bool = False
+    metrics: bool = False
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9545
+    health: HealthPolicy = field(default_factory=HealthPolicy)
 
 
 class Node:
@@ -172,6 +180,12 @@ class Node:
             self.sync.add_listener(self._on_imported)
         self._tx_outbox: list[bytes] = []
         self._relaying = False
+        self.metrics = NodeMetrics()
+        self.metrics.bind(self)  # before run(): it wraps the gossip handlers and adds listeners
+        if config.admin_rpc:
+            install_ops_rpc(self.dispatcher, self)
+        instrument_dispatcher(self.dispatcher, self.metrics)  # last: after every install
+        self.ops_port: int | None = None
         self.txpool.subscribe(self._on_pool_tx)
         self.rpc_port: int | None = None
         self.ws_port: int | None = None
@@ -291,6 +305,8 @@ class Node:
             "ws": f"ws://{self.config.rpc_host}:{self.ws_port or self.rpc_port}",
             "pid": os.getpid(),
         }
+        if self.ops_port is not None:
+            endpoints["ops"] = f"http://{self.config.metrics_host}:{self.ops_port}"
         if self.p2p is not None:
             endpoints["p2p"] = list(self.p2p.listen_addrs)
             endpoints["peer_id"] = self.p2p.peer_id
@@ -327,6 +343,11 @@ class Node:
                     ws_config = self._rpc_config(self.config.ws_port)
                     self.ws_port = await nursery.start(
                         serve_rpc, RpcApp(self.dispatcher, self.hub, ws_config), ws_config
+                    )
+                if self.config.metrics:
+                    self.ops_port = await nursery.start(
+                        serve_ops, OpsApp(self.metrics, self.config.health),
+                        self.config.metrics_host, self.config.metrics_port,
                     )
                 self._write_endpoints()
                 head = self.chain.head
