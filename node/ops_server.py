@@ -8,17 +8,14 @@ off unless the operator turns them on. GET only; every other path is 404.
 from __future__ import annotations
 
 import json
-import logging
-import socket
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import structlog
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from node.asgi_serve import listen_socket, serve_asgi
 from node.health import HealthPolicy, readiness
 from node.metrics import NodeMetrics
 
@@ -103,49 +100,11 @@ async def _respond(
     await send({"type": "http.response.body", "body": body})
 
 
-def _listen_socket(host: str, port: int) -> socket.socket:
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise OSError(f"cannot resolve metrics/health listen address {host!r}: {exc}") from exc
-    family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-    except OSError as exc:
-        sock.close()
-        message = f"cannot listen for metrics/health on {host}:{port}: {exc}"
-        raise OSError(exc.errno, message) from exc
-    return sock
-
-
-class _PortStatus:
-    def __init__(self, inner: trio.TaskStatus[int], port: int) -> None:
-        self._inner = inner
-        self._port = port
-
-    def started(self, value: Any = None) -> None:
-        self._inner.started(self._port)
-
-
 async def serve_ops(
     app: OpsApp, host: str = "127.0.0.1", port: int = 9545, *,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve `app` until cancelled; `task_status.started(port)` gives the bound port (port 0)."""
-    sock = _listen_socket(host, port)
-    bound = sock.getsockname()[1]
-    hyper = HypercornConfig()
-    hyper.bind = [f"fd://{sock.detach()}"]
-    hyper.graceful_timeout = 1.0
-    hyper.accesslog = None
-    hyper.errorlog = logging.getLogger("hypercorn.error")
-    hyper.include_server_header = False
-    log.info("ops.listening", host=host, port=bound, metrics=app.serve_metrics)
-    await hypercorn_serve(
-        app,  # type: ignore[arg-type]
-        hyper,
-        task_status=_PortStatus(task_status, bound),  # type: ignore[arg-type]
-        mode="asgi",
-    )
+    sock = listen_socket(host, port, purpose="metrics/health")
+    log.info("ops.listening", host=host, port=sock.getsockname()[1], metrics=app.serve_metrics)
+    await serve_asgi(app, sock, task_status=task_status)

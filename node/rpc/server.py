@@ -12,17 +12,14 @@ eth_subscription notifications are interleaved with responses.
 from __future__ import annotations
 
 import json
-import logging
-import socket
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
 
+from node.asgi_serve import listen_socket, serve_asgi
 from node.rpc.dispatch import CallContext, Dispatcher
 from node.rpc.errors import INVALID_REQUEST, RpcError
 from node.rpc.subscriptions import SubscriptionHub, WsConnection
@@ -355,44 +352,6 @@ async def _discard_body(receive: Receive, max_bytes: int) -> bool:
     return False
 
 
-class _PortStatus:
-    """Turns hypercorn's started(binds) into started(port) for serve_rpc's caller."""
-
-    def __init__(self, inner: trio.TaskStatus[int], port: int) -> None:
-        self._inner = inner
-        self._port = port
-
-    def started(self, value: Any = None) -> None:
-        self._inner.started(self._port)
-
-
-def _listen_socket(host: str, port: int, send_timeout: float) -> socket.socket:
-    """Bind the listening socket here, so bind errors are plain OSErrors that name the address
-    and port 0 resolves to the real port before the server starts.
-
-    hypercorn writes to a connection in a shielded scope, so a peer that stops reading (a stuck
-    WebSocket subscriber) would block that connection, and the server's shutdown, forever.
-    TCP_USER_TIMEOUT (inherited by accepted sockets; on Linux it also covers a zero receive
-    window) makes the kernel drop such a peer, which ends the blocked write."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise OSError(f"cannot resolve JSON-RPC listen address {host!r}: {exc}") from exc
-    family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if hasattr(socket, "TCP_USER_TIMEOUT"):
-            milliseconds = max(1, int(send_timeout * 1000))
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, milliseconds)
-        sock.bind(address)
-    except OSError as exc:
-        sock.close()
-        raise OSError(exc.errno, f"cannot listen for JSON-RPC on {host}:{port}: {exc}") from exc
-    return sock
-
-
 async def serve_rpc(
     app: RpcApp,
     config: RpcServerConfig,
@@ -402,21 +361,11 @@ async def serve_rpc(
 ) -> None:
     """Serve `app` until cancelled or `shutdown` is set; `task_status.started(port)` reports
     the port actually bound (useful with port 0). Use with `await nursery.start(...)`."""
-    sock = _listen_socket(config.host, config.port, config.send_timeout_seconds)
-    port = sock.getsockname()[1]
-    hyper = HypercornConfig()
-    hyper.bind = [f"fd://{sock.detach()}"]  # hypercorn now owns (and closes) the socket
-    hyper.websocket_max_message_size = config.max_ws_message_bytes
-    hyper.graceful_timeout = config.shutdown_grace_seconds
-    hyper.accesslog = None
-    hyper.errorlog = logging.getLogger("hypercorn.error")  # the node's logging config decides
-    hyper.include_server_header = False
+    sock = listen_socket(config.host, config.port, purpose="JSON-RPC",
+                         send_timeout=config.send_timeout_seconds)
     app.hub.bind_loop()
-    app.log.info("rpc.listening", host=config.host, port=port)
-    await hypercorn_serve(
-        app,  # type: ignore[arg-type]
-        hyper,
-        shutdown_trigger=shutdown.wait if shutdown is not None else None,
-        task_status=_PortStatus(task_status, port),  # type: ignore[arg-type]
-        mode="asgi",
+    app.log.info("rpc.listening", host=config.host, port=sock.getsockname()[1])
+    await serve_asgi(
+        app, sock, task_status=task_status, graceful_timeout=config.shutdown_grace_seconds,
+        websocket_max_message_size=config.max_ws_message_bytes, shutdown=shutdown,
     )
