@@ -262,7 +262,10 @@ class Chain:
 
     def pending_header(self, timestamp: int) -> BlockHeaderAPI:
         """Header template of the next block: base fee and number for estimates and calls."""
-        return self._chain.create_header_from_parent(self.head, timestamp=timestamp)
+        head = self.head
+        return self._chain.create_header_from_parent(
+            head, timestamp=timestamp, gas_limit=head.gas_limit
+        )
 
     def validators_at(self, header: BlockHeaderAPI) -> tuple[bytes, ...]:
         return QbftExtraData.decode(header.extra_data).validators
@@ -301,6 +304,9 @@ class Chain:
             parent,
             timestamp=timestamp,
             coinbase=Address(proposer),
+            # The consortium's gas limit stays what genesis set; py-evm's default would drift
+            # it by 1/1024 per block toward mainnet's target.
+            gas_limit=parent.gas_limit,
             extra_data=extra.encode(),
             mix_hash=QBFT_MIX_HASH,
             parent_beacon_block_root=ZERO_HASH,

@@ -22,6 +22,7 @@ from node.db import StorageError
 from node.devnet import DevnetSupervisor, plan_devnet
 from node.keystore import KeystoreError, read_keystore, resolve_passphrase
 from node.logs import configure_logging
+from node.records.keys import RecordKeyError, load_private_key
 from node.runtime import NodeConfig, run_until_signal
 
 DEVNET_ACCOUNTS_SEED = b"medledger devnet account"
@@ -91,10 +92,23 @@ def node_group() -> None:
               help="Serve Prometheus /metrics and /health/{liveness,readiness}.")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True)
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=9545, show_default=True)
+@click.option("--fhir-port", type=click.IntRange(0, 65535), default=None,
+              help="Serve the FHIR R4 API on this port (0 = any free); off without it.")
+@click.option("--fhir-host", default="127.0.0.1", show_default=True)
+@click.option("--fhir-key", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Keystore v3 of the hospital's FHIR service account (a doctor/nurse account "
+                   "registered on chain); same passphrase source as --key.")
+@click.option("--fhir-record-key", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The hospital's RSA record key (PEM, PKCS#8 encrypted with the passphrase).")
+@click.option("--fhir-tls-cert", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--fhir-tls-key", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--fhir-token-ttl", type=click.FloatRange(min=1), default=900.0, show_default=True,
+              help="Seconds a bearer token lives (automatic logoff).")
 @_common_rpc_options
 def node_run(config_path: Path | None, **params: object) -> None:
     """Run a node (settings from --config, environment and flags)."""
     ctx = click.get_current_context()
+    fhir_options = {k: params.pop(k) for k in list(params) if k.startswith("fhir_")}
 
     def given(name: str) -> bool:
         return ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
@@ -121,7 +135,35 @@ def node_run(config_path: Path | None, **params: object) -> None:
         metrics_host=settings["metrics.host"], metrics_port=settings["metrics.port"],
         health=settings.health_policy(),
     )
+    if fhir_options["fhir_port"] is not None:
+        config = replace(config, **_fhir_settings(fhir_options, config.datadir,
+                                                  settings["node.passphrase_file"]))
     _run(config)
+
+
+def _fhir_settings(
+    options: dict[str, Any], datadir: Path, passphrase_file: str | Path | None
+) -> dict[str, Any]:
+    """FhirConfig and the service account's keys from `node run`'s --fhir-* options."""
+    from node.fhir import FhirConfig  # loads the FHIR stack only when the API is enabled
+
+    if options["fhir_key"] is None or options["fhir_record_key"] is None:
+        raise click.UsageError("--fhir-port needs --fhir-key and --fhir-record-key")
+    service_key = _load_key(options["fhir_key"], Path(passphrase_file) if passphrase_file else None)
+    try:
+        passphrase = resolve_passphrase(Path(passphrase_file) if passphrase_file else None)
+        if passphrase is None:
+            raise click.ClickException("the FHIR record key needs a passphrase "
+                                       "(--passphrase-file or $MEDLEDGER_PASSPHRASE)")
+        record_key = load_private_key(options["fhir_record_key"], passphrase)
+        fhir = FhirConfig(
+            datadir=datadir / "fhir", host=options["fhir_host"], port=options["fhir_port"],
+            certfile=options["fhir_tls_cert"], keyfile=options["fhir_tls_key"],
+            token_ttl=options["fhir_token_ttl"],
+        )
+    except (RecordKeyError, KeystoreError, ValueError) as exc:
+        raise click.ClickException(f"FHIR API: {exc}") from None
+    return {"fhir": fhir, "fhir_key": service_key, "fhir_record_key": record_key}
 
 
 def _load_key(key_path: Path, passphrase_file: Path | None) -> bytes:

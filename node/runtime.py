@@ -13,7 +13,7 @@ import os
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 import trio
@@ -40,6 +40,8 @@ from node.metrics import NodeMetrics, instrument_dispatcher
 from node.ops_server import OpsApp, serve_ops
 from node.permissioning import OnChainPermissioning
 from node.qbft_driver import DriverConfig, QbftDriver
+from node.records.embedded import EmbeddedBlockstore
+from node.records.store import RecordStore
 from node.rpc.admin_api import AdminApi
 from node.rpc.dispatch import Dispatcher
 from node.rpc.eth_api import EthApi, EthApiConfig, StateReader
@@ -53,6 +55,9 @@ from node.sync import ChainSync, ChainSyncProvider
 from node.txpool import TxPool, TxPoolError
 from node.validators import PendingVotes
 from node.worker import ChainWorker
+
+if TYPE_CHECKING:  # the FHIR stack (fhir.resources, pydicom) loads only when it is enabled
+    from node.fhir import FhirConfig, FhirService
 
 log = structlog.get_logger("medledger.node")
 
@@ -83,6 +88,9 @@ class NodeConfig:
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9545
     health: HealthPolicy = field(default_factory=HealthPolicy)
+    fhir: FhirConfig | None = None  # None: no FHIR API
+    fhir_key: bytes | None = None  # the hospital's service account (doctor/nurse role)
+    fhir_record_key: Any = None  # the hospital's RSA record key (cryptography private key)
 
 
 class Node:
@@ -186,6 +194,20 @@ class Node:
             install_ops_rpc(self.dispatcher, self)
         instrument_dispatcher(self.dispatcher, self.metrics)  # last: after every install
         self.ops_port: int | None = None
+        self.fhir: FhirService | None = None
+        self.fhir_port: int | None = None
+        if config.fhir is not None:
+            from node.fhir import FhirService
+
+            if config.fhir_key is None or config.fhir_record_key is None:
+                raise ValueError("the FHIR API needs --fhir-key and --fhir-record-key")
+            store = RecordStore(EmbeddedBlockstore(config.datadir / "records"))
+            self.fhir = FhirService(self.chain, self.worker, self.txpool, store,
+                                    config.fhir_key, config.fhir, config.fhir_record_key)
+            if self.driver is not None:
+                self.driver.add_listener(self.fhir.on_block)
+            if self.sync is not None:
+                self.sync.add_listener(self.fhir.on_block)
         self.txpool.subscribe(self._on_pool_tx)
         self.rpc_port: int | None = None
         self.ws_port: int | None = None
@@ -305,6 +327,9 @@ class Node:
             "ws": f"ws://{self.config.rpc_host}:{self.ws_port or self.rpc_port}",
             "pid": os.getpid(),
         }
+        if self.fhir_port is not None and self.config.fhir is not None:
+            scheme = "https" if self.config.fhir.certfile else "http"
+            endpoints["fhir"] = f"{scheme}://{self.config.fhir.host}:{self.fhir_port}"
         if self.ops_port is not None:
             endpoints["ops"] = f"http://{self.config.metrics_host}:{self.ops_port}"
         if self.p2p is not None:
@@ -344,6 +369,10 @@ class Node:
                     self.ws_port = await nursery.start(
                         serve_rpc, RpcApp(self.dispatcher, self.hub, ws_config), ws_config
                     )
+                if self.fhir is not None:
+                    from node.fhir import serve_fhir
+
+                    self.fhir_port = await nursery.start(serve_fhir, self.fhir)
                 if self.config.metrics:
                     self.ops_port = await nursery.start(
                         serve_ops, OpsApp(self.metrics, self.config.health),

@@ -275,3 +275,10 @@ def test_block_hash_ignores_commit_seals_and_round(tmp_path: Path) -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_gas_limit_stays_at_the_genesis_value(chain: Chain) -> None:
+    for _ in range(20):
+        seal_and_store(chain, [])
+    assert chain.head.gas_limit == make_genesis().gas_limit
+    assert chain.pending_header(chain.head.timestamp + 1).gas_limit == make_genesis().gas_limit
