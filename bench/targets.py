@@ -1,8 +1,7 @@
 """Systems under test: start each one on free loopback ports with the benchmark's chain, stop it.
 
 - `MedledgerNode`: `medledger node run`, one validator (quorum 1: sealed means final).
-- `MultiNodeTarget`: an N-validator medledger devnet; unavailable until `medledger devnet
-  --nodes N` exists (see its docstring for the contract the harness expects).
+- `MultiNodeTarget`: an N-validator medledger network, wired and supervised as the devnet is.
 - `HardhatTarget` and `GanacheTarget`: the single-node tools a user would pick instead,
   from the npm packages pinned in bench/js (installed by `npm ci --prefix bench/js`).
 
@@ -29,6 +28,7 @@ import httpx
 
 from bench import workload
 from genesis.schema import dump_genesis
+from node.devnet import DevnetNode, DevnetSupervisor, free_ports
 from node.keystore import write_keystore
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -255,15 +255,12 @@ def medledger_command() -> list[str]:
 
 
 class MultiNodeTarget(MedledgerNode):
-    """An N-validator medledger network on loopback, started by `medledger devnet --nodes N`.
+    """An N-validator medledger network on loopback: the devnet's own processes and wiring.
 
-    Contract the harness relies on (the devnet command provides it once it exists):
-    `medledger devnet --nodes N --genesis GENESIS --keys KEYS_JSON --datadir DIR
-    --rpc-port 0 --log-level warning` runs N validators whose keys are listed (hex) in
-    KEYS_JSON, on the chain of GENESIS, and writes DIR/endpoints.json as
-    {"nodes": [{"http": URL, "pid": PID}, ...]} once every node serves JSON-RPC. The load
-    generator sends to node 0 and watches finality there (a block is final when any honest
-    node stores it, since QBFT never reverts a stored block).
+    Each validator runs `medledger node run` with static peers to all others, started and
+    stopped by `node.devnet.DevnetSupervisor` (what `medledger devnet --nodes N` uses), on the
+    benchmark's chain spec (its genesis and validator keys). The load generator sends to node 0
+    and watches finality there: QBFT never reverts a stored block.
     """
 
     def __init__(self, spec: workload.ChainSpec, workdir: Path, nodes: int) -> None:
@@ -273,6 +270,7 @@ class MultiNodeTarget(MedledgerNode):
         super().__init__(spec, workdir, name=f"medledger-{nodes}")
         self._nodes = nodes
         self.node_urls: list[str] = []
+        self._supervisor: DevnetSupervisor | None = None
 
     @property
     def nodes(self) -> int:
@@ -284,44 +282,53 @@ class MultiNodeTarget(MedledgerNode):
 
     @staticmethod
     def available() -> bool:
-        try:
-            help_text = subprocess.run([*medledger_command(), "devnet", "--help"],
-                                       capture_output=True, text=True, timeout=60).stdout
-        except (OSError, subprocess.TimeoutExpired, TargetUnavailable):
-            return False
-        return "--nodes" in help_text and "--keys" in help_text
+        return True
+
+    @property
+    def pids(self) -> list[int]:
+        if self._supervisor is None:
+            return []
+        return [p.pid for p in self._supervisor.processes.values() if p.poll() is None]
 
     def start(self, timeout: float = 180.0) -> None:
-        if not self.available():
-            raise TargetUnavailable(
-                "`medledger devnet --nodes N` is not available yet (QBFT + libp2p in progress)")
-        genesis, _key, _passphrase = self.write_files()
-        keys_file = self.workdir / "validator-keys.json"
-        keys_file.write_text(json.dumps([k.hex() for k in self.spec.validator_keys]))
-        keys_file.chmod(0o600)
-        endpoints = self.datadir / "endpoints.json"
-        endpoints.unlink(missing_ok=True)
-        self._spawn([
-            *medledger_command(), "devnet", "--nodes", str(self._nodes),
-            "--genesis", str(genesis), "--keys", str(keys_file), "--datadir", str(self.datadir),
-            "--rpc-port", "0", "--log-level", "warning", "--log-format", "json",
-        ], env={"PYTHONUNBUFFERED": "1"})
+        genesis_file, _key, passphrase = self.write_files()
+        ports = free_ports(3 * self._nodes)
+        planned: list[DevnetNode] = []
+        for index, key in enumerate(self.spec.validator_keys):
+            name = f"validator-{index + 1}"
+            key_path = self.workdir / f"{name}.json"
+            if not key_path.exists():
+                write_keystore(key_path, key, KEYSTORE_PASSPHRASE, kdf_iterations=2**4)
+            planned.append(DevnetNode(
+                name=name, datadir=self.workdir / name, key_path=key_path, node_key=key,
+                rpc_port=ports[3 * index], ws_port=ports[3 * index + 1],
+                p2p_port=ports[3 * index + 2],
+            ))
+        for node in planned:
+            node.datadir.mkdir(parents=True, exist_ok=True)
+        if genesis_file != self.workdir / "genesis.json":
+            raise RuntimeError("unexpected genesis location")
+        self._supervisor = DevnetSupervisor(self.workdir, planned, passphrase)
+        self._supervisor.start_all()
+        try:
+            self._supervisor.wait_ready(timeout)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{self.name} did not start: {exc}\n{self.logs()}") from exc
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if endpoints.exists():
-                with contextlib.suppress(ValueError, KeyError, TypeError):
-                    nodes = json.loads(endpoints.read_text())["nodes"]
-                    if len(nodes) == self._nodes:
-                        self.node_urls = [n["http"] for n in nodes]
-                        self.rpc_url = self.node_urls[0]
-                        for url in self.node_urls:
-                            self._wait_rpc(url, deadline)
-                        return
-            for proc in self._procs:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"devnet exited with {proc.returncode}:\n{self.logs()}")
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.name} did not start in {timeout}s:\n{self.logs()}")
+        self.node_urls = [f"http://127.0.0.1:{n.rpc_port}" for n in planned]
+        for url in self.node_urls:
+            self._wait_rpc(url, deadline)
+        self.rpc_url = self.node_urls[0]
+
+    def stop(self) -> None:
+        if self._supervisor is not None:
+            self._supervisor.stop_all()
+            self._supervisor = None
+        super().stop()
+
+    def logs(self, tail: int = 4000) -> str:
+        parts = [p.read_text(errors="replace")[-tail:] for p in sorted(self.workdir.glob("*.log"))]
+        return "\n".join(parts)
 
 
 def _node_binary() -> str:
