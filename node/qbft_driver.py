@@ -112,6 +112,10 @@ class QbftDriver:
                     await self._handle_event(event)
                 except BlockRejected as exc:
                     log.warning("consensus step failed", event=event[0], error=str(exc))
+                except ValueError as exc:
+                    # A request the state machine refuses (e.g. a block built for a round it
+                    # has left): loud, but one bad step must not stop the validator.
+                    log.error("consensus step refused", event=event[0], error=str(exc))
 
     async def _handle_event(self, event: tuple[Any, ...]) -> None:
         kind = event[0]
