@@ -263,6 +263,11 @@ def _multi_node_devnet(
     root: Path, nodes: int, auditor: bool, accounts: int, block_period: int, rpc_port: int,
     p2p_port: int, log_level: str,
 ) -> None:
+    if (root / "genesis.json").exists():
+        raise click.ClickException(
+            f"{root} already holds a devnet; a multi-node devnet starts in a new directory "
+            "(its nodes' ports and keys are planned afresh)"
+        )
     prefund = {
         keys.PrivateKey(k).public_key.to_canonical_address(): 10**24
         for k in devnet_account_keys(accounts)
