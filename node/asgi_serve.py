@@ -65,13 +65,19 @@ async def serve_asgi(
     graceful_timeout: float = 1.0,
     websocket_max_message_size: int | None = None,
     shutdown: trio.Event | None = None,
+    certfile: str | None = None,
+    keyfile: str | None = None,
 ) -> None:
-    """Serve `app` on `sock` (hypercorn takes ownership) until cancelled or `shutdown` is set."""
+    """Serve `app` on `sock` (hypercorn takes ownership) until cancelled or `shutdown` is set;
+    TLS when a certificate and key are given."""
     port = sock.getsockname()[1]
     hyper = HypercornConfig()
     hyper.bind = [f"fd://{sock.detach()}"]  # hypercorn now owns (and closes) the socket
     if websocket_max_message_size is not None:
         hyper.websocket_max_message_size = websocket_max_message_size
+    if certfile is not None and keyfile is not None:
+        hyper.certfile = certfile
+        hyper.keyfile = keyfile
     hyper.graceful_timeout = graceful_timeout
     hyper.accesslog = None
     hyper.errorlog = logging.getLogger("hypercorn.error")  # the node's logging config decides
