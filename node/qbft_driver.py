@@ -245,8 +245,7 @@ class QbftDriver:
                     raise
                 log.debug("finalized block already stored", number=block.number, reason=str(exc))
                 return None, []
-            self.txpool.remove([tx.hash for tx in final.transactions])
-            self.txpool.on_new_head(StateReader(self.chain))
+            # The txpool is cleaned by the node's block listener, as for blocks from sync.
             if self._prune_signed is not None and final.number > 16:
                 self._prune_signed(final.number - 16)
             logs = self._block_logs(final) if self._block_logs else []

@@ -271,11 +271,13 @@ class Node:
 
     async def _gossip_block(self, peer_id: str, payload: bytes) -> Validation:
         assert self.sync is not None
+        def position() -> tuple[int, int]:
+            return self.block_ops.decode_block(payload).number, self.chain.head.block_number
+
         try:
-            number = await self.worker.run(lambda: self.block_ops.decode_block(payload).number)
+            number, head = await self.worker.run(position)
         except ValueError:
             return Validation.REJECT
-        head = await self.worker.run(lambda: self.chain.head.block_number)
         if number <= head:
             return Validation.IGNORE
         if number > head + 1:
