@@ -29,6 +29,7 @@ import click
 
 from bench import workload
 from bench.ceiling import run_ceiling
+from bench.cprofile_summary import summarize_pstats
 from bench.loadgen import SweepPlan, run_sweep
 from bench.readpath import ChainShape, run_readpath
 from bench.report import machine_info, now_iso, update_readme, write_outputs
@@ -130,8 +131,8 @@ def log(message: str) -> None:
 
 
 def run_throughput(mode: Mode, names: tuple[str, ...], workdir: Path,
-                   ceiling_tps: float | None,
-                   profile: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+                   ceiling_tps: float | None, profile: bool,
+                   cprofile: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
     plan = SweepPlan(rates=mode.rates, duration=mode.step_s)
     accounts = tuple(workload.derive_keys(workload.ACCOUNT_SEED, plan.accounts_needed()))
     started = time.monotonic()
@@ -142,11 +143,14 @@ def run_throughput(mode: Mode, names: tuple[str, ...], workdir: Path,
                                     "accounts": len(accounts), "per_account": plan.per_account},
                            "targets": {}}
     profiles: dict[str, Any] = {}
+    profile = profile and not cprofile  # --profile: cProfile instead of the sampler
     spy = py_spy() if profile else None
     for name in names:
         profile_to = (workdir / f"{name}-profile.json"
                       if profile and spy is None and name == "medledger-1" else None)
         target = make_target(name, accounts, workdir, profile_to=profile_to)
+        if cprofile and isinstance(target, MedledgerNode):
+            target.cprofile_dir = workdir / f"{name}-cprofile"
         entry: dict[str, Any] = {"target": target.describe()}
         log(f"throughput: {name}")
         try:
@@ -172,6 +176,11 @@ def run_throughput(mode: Mode, names: tuple[str, ...], workdir: Path,
             log(traceback.format_exc())
         if profile_to is not None and profile_to.exists():
             profiles[name] = json.loads(profile_to.read_text())
+        cprofile_dir = getattr(target, "cprofile_dir", None)
+        if cprofile_dir is not None:  # the nodes dumped their profiles when they stopped
+            summary = summarize_pstats(sorted(cprofile_dir.glob("*.prof")))
+            if summary is not None:
+                profiles[f"{name} cProfile"] = summary
         sweep = entry.get("sweep")
         if sweep and name.startswith("medledger") and ceiling_tps and sweep["sustained_tps"]:
             entry["x_ceiling"] = sweep["sustained_tps"] / ceiling_tps
@@ -277,6 +286,9 @@ def evaluate_goals(report: dict[str, Any]) -> list[dict[str, str]]:
             elif sweep is None:
                 goals.append({"goal": f">= 1.0 x {peer} sustained transfers ({label})",
                               "measured": "-", "status": "pending", "why": why})
+    records = report.get("records") or {}
+    if records.get("status") == "ok":  # part 5 judges its own targets (bench.records)
+        goals += records["result"].get("goals", [])
     return goals
 
 
@@ -336,22 +348,38 @@ def scale_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
 @click.option("--quick", is_flag=True, help="Small sizes (CI): under 3 minutes.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output directory [bench/results, or bench/results/quick with --quick].")
-@click.option("--parts", default="ceiling,throughput,readpath,records", show_default=True,
+@click.option("--parts", default="ceiling,throughput,readpath,records,zk", show_default=True,
               help="Comma-separated parts to run.")
+@click.option("--only", "only", default=None,
+              help="Run just this part (e.g. readpath); same as --parts SECTION.")
 @click.option("--targets", "target_list", default=None,
               help="Comma-separated throughput targets (default: all of the mode).")
+@click.option("--read-targets", "read_list", default=None,
+              help=f"Comma-separated read-path targets [{','.join(READ_TARGETS)}].")
 @click.option("--no-npm", is_flag=True, help="Do not run `npm ci --prefix bench/js` when missing.")
 @click.option("--no-profile", is_flag=True, help="Do not sample the medledger node's profile.")
+@click.option("--profile", "cprofile", is_flag=True,
+              help="cProfile every medledger node process of the throughput part "
+                   "(MEDLEDGER_CPROFILE) and report where their time goes.")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 @click.option("--update-readme", is_flag=True,
               help="Copy the table into README.md between the bench markers.")
 @click.option("--keep-workdir", is_flag=True, help="Keep chains and logs for inspection.")
-def main(quick: bool, out_dir: Path | None, parts: str, target_list: str | None, no_npm: bool,
-         no_profile: bool, no_plots: bool, update_readme: bool, keep_workdir: bool) -> None:
+@click.option("--merge", is_flag=True,
+              help="Keep the other parts of the existing latest.json in --out (same mode) and "
+                   "replace only the parts measured now; a note says which parts when.")
+def main(quick: bool, out_dir: Path | None, parts: str, only: str | None,
+         target_list: str | None, read_list: str | None, no_npm: bool,
+         no_profile: bool, cprofile: bool, no_plots: bool, update_readme: bool,
+         keep_workdir: bool, merge: bool) -> None:
     """Run the benchmark suite and write the report."""
     mode = QUICK if quick else FULL
+    parts = only or parts
+    read_names = tuple(t.strip() for t in read_list.split(",")) if read_list else READ_TARGETS
+    if set(read_names) - set(READ_TARGETS):
+        raise click.BadParameter(f"read-path targets are {', '.join(READ_TARGETS)}")
     selected = {p.strip() for p in parts.split(",") if p.strip()}
-    unknown = selected - {"ceiling", "throughput", "readpath", "records"}
+    unknown = selected - {"ceiling", "throughput", "readpath", "records", "zk"}
     if unknown:
         raise click.BadParameter(f"unknown parts: {', '.join(sorted(unknown))}")
     names = tuple(t.strip() for t in target_list.split(",")) if target_list else \
@@ -387,22 +415,28 @@ def main(quick: bool, out_dir: Path | None, parts: str, target_list: str | None,
         if "throughput" in selected:
             report["throughput"], profiles = run_throughput(
                 mode, names, workdir, (report.get("ceiling") or {}).get("ceiling_tps"),
-                profile=not no_profile)
+                profile=not no_profile, cprofile=cprofile)
             report["profile"].update(profiles)
             report["scale"] = {"validators": scale_rows(report)}
         if "readpath" in selected:
             log(f"read path on a chain of {mode.read_blocks} blocks")
             read_accounts = tuple(workload.derive_keys(workload.ACCOUNT_SEED, 17))
             read_targets = [make_target(name, read_accounts, workdir / "read",
-                                        gas_limit=READ_GAS_LIMIT) for name in READ_TARGETS]
+                                        gas_limit=READ_GAS_LIMIT) for name in read_names]
             report["readpath"] = run_readpath(
                 _available(read_targets, report), ChainShape(mode.read_blocks, mode.read_stride),
                 duration=mode.read_s, log_budget=mode.log_budget_s)
         if "records" in selected:
             report["records"] = run_records(mode, workdir)
-        report["goals"] = evaluate_goals(report)
+        if "zk" in selected:  # part 7: bench/zk.py (gas, proving and py_ecc verify times)
+            from bench.zk import run_zk
+
+            report["zk"] = run_zk(mode.name == "quick", workdir / "zk")
         report["duration_s"] = time.monotonic() - started
         report["machine"]["loadavg_at_end"] = list(os.getloadavg())
+        if merge:
+            report = merge_into_previous(report, out_dir / "latest.json", profiled=cprofile)
+        report["goals"] = evaluate_goals(report)
         markdown = write_outputs(report, out_dir, plots=not no_plots)
         print(markdown)
         if update_readme and not update_readme_file(markdown, report, out_dir):
@@ -413,6 +447,43 @@ def main(quick: bool, out_dir: Path | None, parts: str, target_list: str | None,
             log(f"work directory kept: {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+REPORT_METADATA = ("schema", "generated_at", "mode", "command", "machine", "notes", "profile",
+                   "goals", "duration_s", "plots", "remeasured")
+
+
+def merge_into_previous(report: dict[str, Any], previous_path: Path, *,
+                        profiled: bool = False) -> dict[str, Any]:
+    """The previous report with the parts measured now replacing its own (--merge).
+
+    With `profiled` (--profile), the throughput numbers measured now ran under cProfile, which
+    slows the nodes: only their profiles are merged, the previous throughput part stays."""
+    if not previous_path.exists():
+        log(f"--merge: no {previous_path}, writing a report of the measured parts only")
+        return report
+    previous = json.loads(previous_path.read_text())
+    if previous.get("mode") != report["mode"]:
+        raise click.UsageError(f"--merge: {previous_path} is a {previous.get('mode')} run, "
+                               f"this is a {report['mode']} run")
+    parts = [key for key in report if key not in REPORT_METADATA
+             and not (profiled and key in ("throughput", "scale"))]
+    merged = {**previous, **{key: report[key] for key in parts}}
+    if profiled and "throughput" in report:
+        parts.append("node profiles (--profile; throughput numbers under cProfile not used)")
+    merged["profile"] = {**previous.get("profile", {}), **report.get("profile", {})}
+    machine = report["machine"]
+    superseded = f"Parts {', '.join(parts)} re-measured "
+    merged["notes"] = [*(n for n in previous.get("notes", []) if not n.startswith(superseded)),
+                       f"Parts {', '.join(parts)} re-measured {report['generated_at']} with "
+                       f"`{report['command']}` on {machine.get('cpu_model', '?')}, "
+                       f"{machine.get('affinity_cpus') or machine.get('cpu_count')} cores; the "
+                       f"other parts are from the run of {previous.get('generated_at')}."]
+    merged["duration_s"] = previous.get("duration_s", 0.0)
+    merged["remeasured"] = [*(r for r in previous.get("remeasured", []) if r["parts"] != parts),
+                            {"parts": parts, "at": report["generated_at"],
+                             "command": report["command"]}]
+    return merged
 
 
 def _available(targets: list[Target], report: dict[str, Any]) -> list[Target]:

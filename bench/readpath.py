@@ -15,21 +15,29 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
 import trio
 from eth.vm.forks.prague.transactions import PragueTransactionBuilder
+from eth_utils import keccak
 
-from bench import workload
+from bench import access_fixture, workload
 from bench.loadgen import percentile
 from bench.targets import MedledgerNode, Target, brief_error, rpc_call
 from consensus.seals import seal_hash, sign_seal
-from contracts.artifacts import available_artifacts, load_artifact
 from node.chain import Chain
+from node.logindex import INDEX_DIR, LogIndex
+from node.rpc.eth_api import EthApi
+from node.rpc.filters import FilterManager
+from node.rpc.params import parse_log_filter
+from node.rpc.subscriptions import SubscriptionHub
+from node.txpool import TxPool
+from node.worker import ChainWorker
 
 CLIENT_BOUND_CPU = 0.9  # client CPU share above which the client, not the server, is the limit
 
@@ -59,8 +67,15 @@ class ChainShape:
         return probe, deploy, calls
 
 
-def prebuild_medledger(target: MedledgerNode, shape: ChainShape) -> bytes:
-    """Write the chain into the (stopped) node's datadir; returns the probe address."""
+def with_medledger_state(target: MedledgerNode) -> None:
+    """Predeploy MedLedger with the canAccess fixture in the node's genesis."""
+    target.genesis = replace(target.genesis,
+                             alloc={**target.genesis.alloc, **access_fixture.medledger_alloc()})
+
+
+def prebuild_medledger(target: MedledgerNode, shape: ChainShape) -> tuple[bytes, float]:
+    """Write the chain and its log index into the (stopped) node's datadir, as the node would
+    have while sealing those blocks; returns the probe address and the index build seconds."""
     probe, deploy, calls = shape.signed(target.spec)
     chain = Chain(target.datadir, target.genesis)
     key = target.spec.validator_keys[0]
@@ -79,9 +94,16 @@ def prebuild_medledger(target: MedledgerNode, shape: ChainShape) -> bytes:
                     f"read-path chain block {number}: {built.rejected[0][1]} (block gas limit "
                     f"{chain.head.gas_limit:,} after {number - 1} blocks)")
             chain.commit_sealed(built, [sign_seal(seal_hash(built.block.header), key)])
+        started = time.monotonic()
+        index = LogIndex(target.datadir / INDEX_DIR)
+        try:
+            index.catch_up_all(chain)
+        finally:
+            index.close()
+        index_s = time.monotonic() - started
     finally:
         chain.close()
-    return probe
+    return probe, index_s
 
 
 def populate_over_rpc(target: Target, shape: ChainShape) -> bytes:
@@ -122,28 +144,45 @@ class ReadCall:
     request: Callable[[int], tuple[str, list[Any]]]
 
 
+CAN_ACCESS = "eth_call(MedLedger.canAccess)"
+
+
 def read_calls(spec: workload.ChainSpec, probe: bytes, end: int, span: int) -> list[ReadCall]:
-    """The measured reads. canAccess joins here as one more ReadCall once its contract lands."""
+    """The measured reads (canAccess: see bench.access_fixture for the state it reads)."""
     accounts = ["0x" + workload.address_of(k).hex() for k in spec.accounts]
     first = max(0, end - span + 1)
     log_filter = {"fromBlock": hex(first), "toBlock": hex(end), "address": "0x" + probe.hex()}
     call = {"to": "0x" + probe.hex(), "data": "0x" + workload.GET_SELECTOR.hex()}
+    access = access_fixture.can_access_request()
     return [
         ReadCall("eth_getBalance",
                  lambda i: ("eth_getBalance", [accounts[i % len(accounts)], "latest"])),
         ReadCall("eth_call(EventProbe.get)", lambda i: ("eth_call", [call, "latest"])),
+        ReadCall(CAN_ACCESS, lambda i: ("eth_call", [access, "latest"])),
         ReadCall(f"eth_getLogs({end - first + 1} blocks)",
                  lambda i: ("eth_getLogs", [log_filter])),
     ]
 
 
 def can_access_status() -> str:
-    """Why `eth_call canAccess` is or is not among the measured reads."""
-    for name in available_artifacts():
-        if any(entry.get("name") == "canAccess" for entry in load_artifact(name).abi):
-            return (f"contract {name} exposes canAccess: add its ReadCall to "
-                    "bench.readpath.read_calls to measure it")
-    return "not measured: no contract with canAccess in contracts/artifacts yet"
+    """What the canAccess row compares (shown under the table)."""
+    return ("canAccess(doctor of hospital 2, record held by hospital 1, treatment) = true via the "
+            "patient's record grant: MedLedger's runtime code with the same storage on every "
+            "system (medledger: genesis predeploy; Hardhat: hardhat_setCode/setStorageAt; "
+            "Ganache: evm_setAccountCode/setAccountStorageAt)")
+
+
+def check_can_access(url: str) -> None:
+    """The fixture must answer true on this system, or the timing would compare other paths."""
+    answer = rpc_call(url, "eth_call", access_fixture.can_access_request(), "latest")
+    if int(answer, 16) != 1:
+        raise RuntimeError(f"canAccess answered {answer} on {url}, expected true")
+
+
+def install_medledger_state(target: Target) -> None:
+    """Give a running peer the same MedLedger code and storage (no block is mined)."""
+    for method, params in access_fixture.install_requests(target.system):
+        rpc_call(target.rpc_url, method, *params)
 
 
 class RawRpcConnection:
@@ -265,15 +304,25 @@ async def _hammer(url: str, call: ReadCall, clients: int, duration: float) -> di
     }
 
 
-def log_cost_curve(url: str, probe: bytes, end: int, spans: list[int],
+VALUE_CHANGED = keccak(text="ValueChanged(address,uint256,uint256)")
+
+
+def log_cost_curve(url: str, probe: bytes, end: int, spans: list[int], shape: ChainShape,
                    budget_s: float = 2.0) -> list[dict[str, Any]]:
-    """Latency of one eth_getLogs over the `span` blocks up to `end`, growing spans (one client)."""
+    """Latency of one eth_getLogs over growing spans (one client), two queries per span:
+
+    - `address`: every log of the probe in the `span` blocks up to `end` (span/stride logs: the
+      answer grows with the span);
+    - `selective`: the one log of the last set() call, by its indexed oldValue topic, over the
+      `span` blocks up to that log's block (always one log: only the search grows).
+    """
+    last_log = shape.log_blocks[-1]
+    old_value = len(shape.log_blocks)  # set(i + 2) calls: the last one replaced this value
+    topic = "0x" + old_value.to_bytes(32, "big").hex()
     rows = []
     with httpx.Client(timeout=120.0) as client:
-        for span in spans:
-            first = max(0, end - span + 1)
-            params = [{"fromBlock": hex(first), "toBlock": hex(end),
-                       "address": "0x" + probe.hex()}]
+
+        def median_ms(params: list[Any], what: str) -> tuple[float, int, int]:
             times: list[float] = []
             logs = 0
             start = time.monotonic()
@@ -283,11 +332,65 @@ def log_cost_curve(url: str, probe: bytes, end: int, spans: list[int],
                                                "method": "eth_getLogs", "params": params}).json()
                 times.append(time.monotonic() - sent)
                 if "error" in reply:
-                    raise RuntimeError(f"eth_getLogs over {span} blocks: {reply['error']}")
+                    raise RuntimeError(f"eth_getLogs ({what}): {reply['error']}")
                 logs = len(reply["result"])
-            rows.append({"blocks": end - first + 1, "logs": logs,
-                         "median_ms": percentile(times, 50) * 1000, "runs": len(times)})
+            return percentile(times, 50) * 1000, logs, len(times)
+
+        for span in spans:
+            first = max(0, end - span + 1)
+            address_ms, logs, runs = median_ms(
+                [{"fromBlock": hex(first), "toBlock": hex(end), "address": "0x" + probe.hex()}],
+                f"address over {span} blocks")
+            sel_first = max(0, last_log - span + 1)
+            selective_ms, selective_logs, _ = median_ms(
+                [{"fromBlock": hex(sel_first), "toBlock": hex(last_log),
+                  "topics": ["0x" + VALUE_CHANGED.hex(), None, topic]}],
+                f"one topic over {span} blocks")
+            rows.append({"blocks": end - first + 1, "logs": logs, "median_ms": address_ms,
+                         "runs": runs, "selective_ms": selective_ms,
+                         "selective_logs": selective_logs})
     return rows
+
+
+def index_vs_scan(target: MedledgerNode, shape: ChainShape, probe: bytes,
+                  reps: int = 3) -> list[dict[str, Any]]:
+    """eth_getLogs in-process on the (stopped) node's datadir, the same queries as
+    `log_cost_curve`: the block scan the node did before the log index, and the index."""
+    chain = Chain(target.datadir, target.genesis)
+    index = LogIndex(target.datadir / INDEX_DIR)
+    try:
+        def api(log_index: LogIndex | None) -> EthApi:
+            return EthApi(chain, TxPool(chain.chain_id), ChainWorker(), FilterManager(),
+                          SubscriptionHub(), log_index=log_index)
+
+        scan, indexed = api(None), api(index)
+        end, last_log = shape.blocks, shape.log_blocks[-1]
+        topic = "0x" + len(shape.log_blocks).to_bytes(32, "big").hex()
+        rows = []
+        for span in spans_for(min(end, 10_000)):
+            queries = {
+                "address": {"fromBlock": hex(max(0, end - span + 1)), "toBlock": hex(end),
+                            "address": "0x" + probe.hex()},
+                "selective": {"fromBlock": hex(max(0, last_log - span + 1)),
+                              "toBlock": hex(last_log),
+                              "topics": ["0x" + VALUE_CHANGED.hex(), None, topic]},
+            }
+            row: dict[str, Any] = {"blocks": min(span, end)}
+            for what, value in queries.items():
+                criteria = parse_log_filter(value, 0)
+                for label, eth in (("scan", scan), ("index", indexed)):
+                    times = []
+                    for _ in range(reps):
+                        start = time.perf_counter()
+                        logs = eth._query_logs(criteria)
+                        times.append(time.perf_counter() - start)
+                    row[f"{what}_{label}_ms"] = percentile(times, 50) * 1000
+                    row[f"{what}_logs"] = len(logs)
+            rows.append(row)
+        return rows
+    finally:
+        index.close()
+        chain.close()
 
 
 def spans_for(blocks: int) -> list[int]:
@@ -304,8 +407,14 @@ def measure_target(target: Target, shape: ChainShape, probe: bytes, populate_s: 
     head = int(rpc_call(target.rpc_url, "eth_blockNumber"), 16)
     end = shape.blocks
     calls = read_calls(target.spec, probe, end, min(end, 10_000))
-    results = {call.name: trio.run(_hammer, target.rpc_url, call, clients, duration)
-               for call in calls}
+    results: dict[str, Any] = {}
+    for call in calls:
+        try:
+            if call.name == CAN_ACCESS:
+                check_can_access(target.rpc_url)
+            results[call.name] = trio.run(_hammer, target.rpc_url, call, clients, duration)
+        except Exception as exc:  # e.g. a peer that cannot run the contract: shown as such
+            results[call.name] = {"error": brief_error(exc)}
     return {
         "target": target.describe(),
         "chain_blocks": head,
@@ -313,7 +422,7 @@ def measure_target(target: Target, shape: ChainShape, probe: bytes, populate_s: 
         "populate_s": populate_s,
         "calls": results,
         "log_cost": log_cost_curve(target.rpc_url, probe, end, spans_for(min(end, 10_000)),
-                                   budget_s=log_budget),
+                                   shape, budget_s=log_budget),
     }
 
 
@@ -332,6 +441,7 @@ def run_readpath(targets: list[Target], shape: ChainShape, *, clients: int = 16,
                                                        duration=duration, log_budget=log_budget)
         except Exception as exc:  # one broken system must not hide the others' numbers
             out["failed"][target.name] = brief_error(exc)
+    out["loadavg"] = [round(x, 1) for x in os.getloadavg()]
     return out
 
 
@@ -339,13 +449,18 @@ def _measure_one(target: Target, shape: ChainShape, *, clients: int, duration: f
                  log_budget: float) -> dict[str, Any]:
     start = time.monotonic()
     if isinstance(target, MedledgerNode):
-        probe = prebuild_medledger(target, shape)
+        with_medledger_state(target)
+        probe, index_s = prebuild_medledger(target, shape)
         populate_s = time.monotonic() - start
         with target:
-            return measure_target(target, shape, probe, populate_s, clients=clients,
-                                  duration=duration, log_budget=log_budget)
+            result = measure_target(target, shape, probe, populate_s, clients=clients,
+                                    duration=duration, log_budget=log_budget)
+        result["log_index_build_s"] = index_s
+        result["index_vs_scan"] = index_vs_scan(target, shape, probe)
+        return result
     with target:
         start = time.monotonic()
         probe = populate_over_rpc(target, shape)
+        install_medledger_state(target)
         return measure_target(target, shape, probe, time.monotonic() - start, clients=clients,
                               duration=duration, log_budget=log_budget)

@@ -94,7 +94,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{machine.get('affinity_cpus') or machine.get('cpu_count')} cores, "
         f"{machine.get('memory_gib', '?')} GiB, {machine.get('os', '?')}, "
         f"Python {machine.get('python')}, Node.js {machine.get('nodejs', '-')}. "
-        f"Command: `{report['command']}`.",
+        f"Command: `{report['command']}`."
+        + "".join(f" Re-measured {r['at']} (see notes): {', '.join(r['parts'])}."
+                  for r in report.get("remeasured", [])),
         "",
     ]
     ceiling = report.get("ceiling")
@@ -160,17 +162,32 @@ def render_markdown(report: dict[str, Any]) -> str:
             row = [call]
             for name in names:
                 result = readpath["targets"][name].get("calls", {}).get(call)
+                if result is not None and "error" in result:
+                    row.append(_cell(f"failed: {result['error'][-120:]}"))
+                    continue
                 row.append("-" if result is None else
                            f"{_num(result['rps'])} /s, p99 {_num(result['p99_ms'], 1)}"
                            + (" (client-bound)" if result.get("client_bound") else ""))
             rows.append(row)
-        rows.append(["eth_call canAccess", *[readpath.get("can_access", "-")] + [""] * (
-            len(names) - 1)])
         lines += _table(["call", *names], rows)
         lines.append("")
+        if readpath.get("can_access"):
+            lines += [f"canAccess: {readpath['can_access']}.", ""]
+        if readpath.get("loadavg"):
+            lines += [f"Load average when the read path ended: "
+                      f"{' / '.join(str(x) for x in readpath['loadavg'])} (1/5/15 min).", ""]
+        for name in names:
+            built = readpath["targets"][name].get("log_index_build_s")
+            if built is not None:
+                lines += [f"{name}: log index of the {_num(readpath['blocks'])}-block chain "
+                          f"built in {built:.1f} s (node/logindex.py; a node maintains it as "
+                          "blocks become final).", ""]
         for name, reason in readpath.get("failed", {}).items():
             lines += [f"Read path on {name} failed: {_cell(reason[-300:])}", ""]
-        lines += ["**6b. eth_getLogs cost vs chain span** (one client, median ms)", ""]
+        lines += ["**6b. eth_getLogs cost vs chain span** (one client, median ms; `address`: "
+                  "all probe logs in the span, one every "
+                  f"{readpath['stride']} blocks; `1 log`: one indexed topic that matches a "
+                  "single log, so only the search grows)", ""]
         spans = sorted({row["blocks"] for e in readpath["targets"].values()
                         for row in e.get("log_cost", [])})
         rows = []
@@ -180,9 +197,23 @@ def render_markdown(report: dict[str, Any]) -> str:
                 match = [r for r in readpath["targets"][name].get("log_cost", [])
                          if r["blocks"] == span]
                 row.append(_num(match[0]["median_ms"], 1) if match else "-")
+                row.append(_num(match[0].get("selective_ms"), 1) if match else "-")
             rows.append(row)
-        lines += _table(["blocks", *names], rows)
+        lines += _table(["blocks", *[f"{n} {q}" for n in names for q in ("address", "1 log")]],
+                        rows)
         lines.append("")
+        for name in names:
+            versus = readpath["targets"][name].get("index_vs_scan")
+            if not versus:
+                continue
+            lines += [f"{name} eth_getLogs in-process on the same datadir (median ms, no HTTP): "
+                      "the block scan it used before the log index, and the index", ""]
+            lines += _table(
+                ["blocks", "address logs", "scan", "index", "1 log: scan", "index"],
+                [[_num(r["blocks"]), _num(r["address_logs"]), _num(r["address_scan_ms"], 1),
+                  _num(r["address_index_ms"], 1), _num(r["selective_scan_ms"], 1),
+                  _num(r["selective_index_ms"], 1)] for r in versus])
+            lines.append("")
     records = report.get("records")
     if records:
         lines += ["**5. Records**", ""]
@@ -196,8 +227,14 @@ def render_markdown(report: dict[str, Any]) -> str:
                  for r in records["result"]["put_get"]])
             pending = records["result"].get("pending")
             lines += ["", f"Not measured yet: {pending}." if pending else "", ""]
+        elif isinstance(records["result"].get("sizes"), list):
+            lines += _records_tables(records["result"])
         else:
             lines += ["```", json.dumps(records.get("result"), indent=1)[:3000], "```", ""]
+    if report.get("zk"):
+        from bench.zk import zk_markdown
+
+        lines += zk_markdown(report["zk"])
     scale = report.get("scale")
     if scale:
         lines += ["**6a. Scale: validators on one machine**", ""]
@@ -229,6 +266,11 @@ def render_markdown(report: dict[str, Any]) -> str:
                         [[f"`{r['function']}`", f"{r['share_of_busy']:.0%}"]
                          for r in node_profile["by_inclusive"][:12]])
         lines.append("")
+    for name, entry in profile.items():
+        if isinstance(entry, dict) and entry.get("profiler") == "cProfile":
+            lines += _cprofile_tables(f"{name} (all node processes, merged; idle waits "
+                                      f"{_num(entry['idle_s'], 1)} s of "
+                                      f"{_num(entry['total_s'], 1)} s set apart)", entry)
     ceiling_profile = (ceiling or {}).get("profile")
     if ceiling_profile:
         lines += [f"Ceiling profile ({ceiling_profile['what']}), top functions by own time:", ""]
@@ -240,6 +282,62 @@ def render_markdown(report: dict[str, Any]) -> str:
     if notes:
         lines += ["Notes:", ""] + [f"- {n}" for n in notes] + [""]
     return "\n".join(lines)
+
+
+def _cprofile_tables(title: str, summary: dict[str, Any], rows: int = 10) -> list[str]:
+    lines = [f"**Where the time goes: {title}**", ""]
+    lines += _table(["function (own time)", "calls", "own s", "share of busy"],
+                    [[f"`{r['function']}`", _num(r["calls"]), _num(r["tottime_s"], 3),
+                      f"{r['share_of_busy']:.0%}"] for r in summary["by_own_time"][:rows]])
+    lines.append("")
+    lines += _table(["medledger function (inclusive, may include waits)", "incl. s"],
+                    [[f"`{r['function']}`", _num(r["cumtime_s"], 3)]
+                     for r in summary["by_cumulative"][:rows]])
+    lines.append("")
+    return lines
+
+
+def _mbps(value: float) -> str:
+    return _num(value, 1 if value >= 10 else 3)
+
+
+def _records_tables(result: dict[str, Any]) -> list[str]:
+    """Part 5: end-to-end record store/retrieve next to raw AES-GCM and the raw blockstore."""
+    lines = []
+    if result.get("loadavg"):
+        lines += [f"Load average when the records part ended: "
+                  f"{' / '.join(str(x) for x in result['loadavg'])} (1/5/15 min).", ""]
+    lines += _table(
+        ["size", "op", "p50 ms", "p99 ms", "MB/s", "raw MB/s (AES-GCM / blockstore)",
+         "x AES-GCM", "x blockstore"],
+        [row for r in result["sizes"] for row in (
+            [r["label"], "store", _num(r["store"]["p50_ms"], 1), _num(r["store"]["p99_ms"], 1),
+             _mbps(r["store"]["MBps"]),
+             f"{_mbps(r['raw']['aes_gcm_encrypt_MBps'])} / {_mbps(r['raw']['blockstore_add_MBps'])}"
+             " (add)", _ratio(r["ratios"]["store_vs_aes_gcm"]),
+             _ratio(r["ratios"]["store_vs_blockstore_add"])],
+            [r["label"], "retrieve", _num(r["retrieve"]["p50_ms"], 1),
+             _num(r["retrieve"]["p99_ms"], 1), _mbps(r["retrieve"]["MBps"]),
+             f"{_mbps(r['raw']['aes_gcm_decrypt_MBps'])} / {_mbps(r['raw']['blockstore_cat_MBps'])}"
+             " (cat)", _ratio(r["ratios"]["retrieve_vs_aes_gcm"]),
+             _ratio(r["ratios"]["retrieve_vs_blockstore_cat"])])])
+    lines += ["", "Where a record operation's time goes (p50 / p99 ms):", ""]
+    lines += _table(
+        ["size", "encrypt + blockstore", "chain registration", "access check (canAccess)",
+         "fetch + verify + decrypt"],
+        [[r["label"]] + [f"{_num(r[k]['p50_ms'], 1)} / {_num(r[k]['p99_ms'], 1)}" for k in (
+            "store_encrypt_ipfs", "store_chain_registration", "retrieve_access_check",
+            "retrieve_fetch_verify_decrypt")] for r in result["sizes"]])
+    lines.append("")
+    for what, summary in result.get("profiles", {}).items():
+        lines += [f"cProfile of one {what} (a target above is missed), top functions by own "
+                  "time:", ""]
+        lines += _table(["function", "calls", "own s", "share"],
+                        [[f"`{r['function']}`", _num(r["calls"]), _num(r["tottime_s"], 3),
+                          f"{r['share']:.0%}"] for r in summary["by_own_time"][:8]])
+        lines.append("")
+    lines += [f"- {note}" for note in result.get("notes", [])] + [""]
+    return lines
 
 
 # -- plots --------------------------------------------------------------------------------------
@@ -295,6 +393,9 @@ def write_plots(report: dict[str, Any], out_dir: Path) -> list[str]:
             curve = readpath[name].get("log_cost", [])
             ax2.plot([r["blocks"] for r in curve], [r["median_ms"] for r in curve], marker="o",
                      label=name)
+            if all("selective_ms" in r for r in curve):
+                ax2.plot([r["blocks"] for r in curve], [r["selective_ms"] for r in curve],
+                         marker="x", linestyle="--", label=f"{name} (1 log)")
         ax1.set_xticks([x + width * (len(names) - 1) / 2 for x in range(len(calls))])
         ax1.set_xticklabels(calls, fontsize=7)
         ax1.set_yscale("log")

@@ -28,6 +28,7 @@ import httpx
 
 from bench import workload
 from genesis.schema import dump_genesis
+from node.cprofile_env import PROFILE_ENV
 from node.devnet import DevnetNode, DevnetSupervisor, free_ports
 from node.keystore import write_keystore
 
@@ -195,6 +196,14 @@ class MedledgerNode(Target):
         self.datadir = self.workdir / "data"
         # With profile_to, the node runs under bench.sampler, which writes its profile there.
         self.profile_to = profile_to
+        # With cprofile_dir, every node process dumps a cProfile there when it stops.
+        self.cprofile_dir: Path | None = None
+
+    def _cprofile_env(self) -> dict[str, str]:
+        if self.cprofile_dir is None:
+            return {}
+        self.cprofile_dir.mkdir(parents=True, exist_ok=True)
+        return {PROFILE_ENV: str(self.cprofile_dir / "node-{pid}.prof")}
 
     @property
     def block_period(self) -> float | None:
@@ -228,7 +237,7 @@ class MedledgerNode(Target):
             "--genesis", str(genesis), "--key", str(key), "--passphrase-file", str(passphrase),
             "--rpc-host", "127.0.0.1", "--rpc-port", "0", "--ws-port", "0",
             "--log-level", "warning", "--log-format", "json",
-        ], env={"PYTHONUNBUFFERED": "1"}, cwd=REPO_ROOT)
+        ], env={"PYTHONUNBUFFERED": "1", **self._cprofile_env()}, cwd=REPO_ROOT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -309,7 +318,16 @@ class MultiNodeTarget(MedledgerNode):
         if genesis_file != self.workdir / "genesis.json":
             raise RuntimeError("unexpected genesis location")
         self._supervisor = DevnetSupervisor(self.workdir, planned, passphrase)
-        self._supervisor.start_all()
+        # The supervisor's nodes inherit this process's environment.
+        saved = os.environ.get(PROFILE_ENV)
+        os.environ.update(self._cprofile_env())
+        try:
+            self._supervisor.start_all()
+        finally:
+            if saved is None:
+                os.environ.pop(PROFILE_ENV, None)
+            else:
+                os.environ[PROFILE_ENV] = saved
         try:
             self._supervisor.wait_ready(timeout)
         except RuntimeError as exc:

@@ -195,6 +195,13 @@ class _RoundStore(Generic[_M]):
     def at(self, round_number: int) -> dict[bytes, _M]:
         return self.by_round.get(round_number, {})
 
+    def conflicts(self, message: _M) -> bool:
+        """Whether the author already sent a different digest in this round (equivocation)."""
+        known = self.at(message.round).get(message.author)
+        return known is not None and getattr(known, "digest", None) != getattr(
+            message, "digest", None
+        )
+
 
 @dataclass
 class _Prepared:
@@ -261,6 +268,8 @@ class Qbft:
         self._previous_seen: set[bytes] = set()
         self._future_by_author: Counter[bytes] = Counter()
         self._stats: Counter[str] = Counter()
+        # Why the last rejected message was rejected, for the node to log its author.
+        self.last_rejection: str | None = None
 
     # -- read-only views -------------------------------------------------------------------
 
@@ -276,6 +285,17 @@ class Qbft:
     @property
     def round(self) -> int:
         return self._h.round if self._h is not None else 0
+
+    @property
+    def request_timeout(self) -> float:
+        """Seconds of round 0's timer; later rounds double it."""
+        return self._timeout
+
+    def set_request_timeout(self, seconds: float) -> None:
+        """Change the round timer from the next timer on (a genesis fork can change it)."""
+        if not seconds > 0:
+            raise ValueError("request_timeout must be positive")
+        self._timeout = float(seconds)
 
     @property
     def is_validator(self) -> bool:
@@ -427,7 +447,13 @@ class Qbft:
             return self._on_commit(message)
         return self._on_round_change(message)
 
+    @property
+    def rejected(self) -> int:
+        """How many messages were rejected so far (see last_rejection for the latest reason)."""
+        return self._stats["messages_rejected"]
+
     def _reject(self, reason: str) -> list[Action]:
+        self.last_rejection = reason
         self._stats["messages_rejected"] += 1
         self._stats[f"rejected_{reason}"] += 1
         return []
@@ -448,6 +474,8 @@ class Qbft:
         assert h is not None
         r = proposal.round
         if r in h.proposals:
+            if proposal.author == self.proposer(r) and proposal.block != h.proposals[r].raw:
+                return self._reject("equivocation")  # a second, different block for the round
             self._stats["duplicates"] += 1
             return []
         block, reason = self._check_proposal(proposal)
@@ -604,6 +632,8 @@ class Qbft:
         if prepare.round < h.round:
             self._stats["old_round"] += 1
             return []
+        if h.prepares.conflicts(prepare):
+            return self._reject("equivocation")
         if not h.prepares.add(prepare):
             self._stats["duplicates"] += 1
             return []
@@ -635,6 +665,8 @@ class Qbft:
     def _on_commit(self, commit: Commit) -> list[Action]:
         h = self._h
         assert h is not None
+        if h.commits.conflicts(commit):
+            return self._reject("equivocation")
         if not h.commits.add(commit):
             self._stats["duplicates"] += 1
             return []

@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Any
 
 _ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
+# EVM code that solc does not produce (circomlibjs' Poseidon), in the same format; consulted when
+# a name is not among the solc artifacts.
+_EXTRA_ARTIFACTS_DIR = Path(__file__).resolve().parent / "zk" / "artifacts"
 
 
 class ArtifactNotFoundError(KeyError):
@@ -55,8 +58,15 @@ def _decode_hex(value: Any, field: str, path: Path) -> bytes:
 
 
 def load_artifact(name: str, directory: Path | None = None) -> Artifact:
-    """Load <directory>/<name>.json (default: contracts/artifacts); unknown names list others."""
-    directory = _ARTIFACTS_DIR if directory is None else directory
+    """Load <directory>/<name>.json (default: contracts/artifacts, then contracts/zk/artifacts);
+    unknown names list others."""
+    if directory is None:
+        extra = _EXTRA_ARTIFACTS_DIR / f"{name}.json"
+        plain = "/" not in name and "\\" not in name and not name.startswith(".")
+        if plain and name and not (_ARTIFACTS_DIR / f"{name}.json").is_file() and extra.is_file():
+            directory = _EXTRA_ARTIFACTS_DIR
+        else:
+            directory = _ARTIFACTS_DIR
     path = directory / f"{name}.json"
     if not name or "/" in name or "\\" in name or name.startswith(".") or not path.is_file():
         available = ", ".join(available_artifacts(directory)) or "none"

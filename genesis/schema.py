@@ -12,11 +12,11 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from eth_utils import is_checksum_address, to_checksum_address
+from eth_utils import is_checksum_address, keccak, to_checksum_address
 
 UINT256_MAX = 2**256 - 1
 NONCE_MAX = 2**64 - 2  # EIP-2681: an account nonce stays below 2**64 - 1
@@ -25,6 +25,7 @@ INT63_MAX = 2**63 - 1  # chain id and gas limit must fit a signed 64-bit integer
 MIN_GAS_LIMIT = 5000
 QBFT_PARAM_MAX = 2**31 - 1
 ADDRESS_LENGTH = 20
+MAX_FORKS = 64  # the P2P status handshake carries the schedule (network.codec.MAX_STATUS_FORKS)
 VANITY_LENGTH = 32
 
 _HEX_QUANTITY = re.compile(r"0x[0-9a-fA-F]+")
@@ -156,6 +157,109 @@ class QbftParams:
 
 
 @dataclass(frozen=True)
+class ContractUpgrade:
+    """New code for one account at a fork block; listed storage slots are set, others kept.
+
+    Replacing the code of a system contract keeps its storage, so the upgraded contract
+    reads the records, members and votes the old one wrote (its storage layout must stay
+    compatible; `storage` may set slots a new version needs, 0 clears a slot).
+    """
+
+    code: bytes
+    storage: Mapping[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.code, bytes):
+            raise GenesisError(f"must be bytes, got {type(self.code).__name__}", "code")
+        if not self.code:
+            raise GenesisError("must not be empty: a fork replaces code, it never deletes it",
+                               "code")
+        if not isinstance(self.storage, Mapping):
+            raise GenesisError(f"must be a mapping, got {type(self.storage).__name__}", "storage")
+        for slot, value in self.storage.items():
+            _check_int(slot, f"storage.{slot!r}", 0, UINT256_MAX, "a slot between 0 and 2**256-1")
+            _check_int(value, f"storage.{hex(slot)}", 0, UINT256_MAX, "between 0 and 2**256-1")
+        object.__setattr__(self, "storage", dict(self.storage))
+
+
+@dataclass(frozen=True)
+class QbftChanges:
+    """QBFT timing a fork changes (None: unchanged). The epoch length never changes."""
+
+    block_period_seconds: int | None = None
+    empty_block_period_seconds: int | None = None
+    request_timeout_seconds: int | None = None
+
+    def __post_init__(self) -> None:
+        bounds = f"between 1 and {QBFT_PARAM_MAX}"
+        for attr, json_name in _QBFT_CHANGE_FIELDS.items():
+            value = getattr(self, attr)
+            if value is not None:
+                _check_int(value, json_name, 1, QBFT_PARAM_MAX, bounds)
+
+    def changes(self) -> dict[str, int]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+    def apply(self, params: QbftParams) -> QbftParams:
+        """`params` with these changes; GenesisError when the result is inconsistent."""
+        return replace(params, **self.changes()) if self.changes() else params
+
+
+@dataclass(frozen=True)
+class Fork:
+    """Rules that change at block `block` (>= 1), agreed by every member in advance.
+
+    From `block` on: `gas_limit` (if set) is the block gas limit, `qbft` changes the timing,
+    and at `block` itself, before its first transaction, every node writes the
+    `system_contracts` upgrades into the state, so all nodes compute the same state root.
+    """
+
+    block: int
+    name: str
+    gas_limit: int | None = None
+    qbft: QbftChanges = field(default_factory=QbftChanges)
+    system_contracts: Mapping[bytes, ContractUpgrade] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_int(self.block, "block", 1, INT63_MAX,
+                   "between 1 and 2**63-1; block 0 is the genesis itself: change alloc instead")
+        if not isinstance(self.name, str) or not _CONTRACT_NAME.fullmatch(self.name):
+            raise GenesisError(
+                f"must be a letter followed by letters, digits or '_', got {_short(self.name)}",
+                "name",
+            )
+        if self.gas_limit is not None:
+            _check_int(self.gas_limit, "gasLimit", MIN_GAS_LIMIT, INT63_MAX,
+                       "between 5000 and 2**63-1")
+        if not isinstance(self.qbft, QbftChanges):
+            raise GenesisError(f"must be QbftChanges, got {type(self.qbft).__name__}", "qbft")
+        if not isinstance(self.system_contracts, Mapping):
+            raise GenesisError(
+                f"must be a mapping, got {type(self.system_contracts).__name__}", "systemContracts"
+            )
+        for address, upgrade in self.system_contracts.items():
+            _check_address(address, f"systemContracts.{_short(address)}")
+            if address[:-1] == bytes(ADDRESS_LENGTH - 1):
+                raise GenesisError(
+                    "addresses 0x00..00 to 0x00..ff are reserved for precompiles",
+                    f"systemContracts.{to_checksum_address(address)}",
+                )
+            if not isinstance(upgrade, ContractUpgrade):
+                raise GenesisError(
+                    f"must be a ContractUpgrade, got {type(upgrade).__name__}",
+                    f"systemContracts.{to_checksum_address(address)}",
+                )
+        object.__setattr__(self, "system_contracts", dict(self.system_contracts))
+        if self.gas_limit is None and not self.qbft.changes() and not self.system_contracts:
+            raise GenesisError("a fork must change something: gasLimit, qbft or systemContracts")
+
+    def digest(self) -> bytes:
+        """keccak256 of the fork's canonical JSON: equal digests mean identical rules."""
+        text = json.dumps(fork_to_json(self), sort_keys=True, separators=(",", ":"))
+        return keccak(text.encode())
+
+
+@dataclass(frozen=True)
 class Genesis:
     """A validated genesis: every instance satisfies the invariants, however it was built."""
 
@@ -171,6 +275,9 @@ class Genesis:
     # Non-validator nodes (e.g. auditors) allowed to join the peer-to-peer network; validators
     # are always allowed. Not part of any block: two files differing here share a genesis hash.
     node_allowlist: tuple[bytes, ...] = ()
+    # Upgrades at agreed heights, ascending. Not part of block 0: adding a fork to a running
+    # network keeps the genesis hash (see Fork).
+    forks: tuple[Fork, ...] = ()
 
     def __post_init__(self) -> None:
         _check_int(self.chain_id, "chainId", 1, INT63_MAX, "between 1 and 2**63-1")
@@ -185,6 +292,63 @@ class Genesis:
         _check_int(self.timestamp, "timestamp", 0, TIMESTAMP_MAX, "between 0 and 2**64-1")
         if not isinstance(self.vanity, bytes) or len(self.vanity) != VANITY_LENGTH:
             raise GenesisError(f"must be exactly 32 bytes, got {_short(self.vanity)}", "vanity")
+        self._check_forks()
+
+    def _check_forks(self) -> None:
+        if isinstance(self.forks, bytes | str | Mapping) or not hasattr(self.forks, "__iter__"):
+            raise GenesisError("must be a sequence of forks", "forks")
+        forks = tuple(self.forks)
+        if len(forks) > MAX_FORKS:
+            raise GenesisError(f"at most {MAX_FORKS} forks, got {len(forks)}", "forks")
+        names: dict[str, int] = {}
+        params = self.qbft
+        for index, fork in enumerate(forks):
+            path = f"forks.{index}"
+            if not isinstance(fork, Fork):
+                raise GenesisError(f"must be a Fork, got {type(fork).__name__}", path)
+            if index and fork.block <= forks[index - 1].block:
+                raise GenesisError(
+                    f"block {fork.block} is not after the previous fork's block "
+                    f"{forks[index - 1].block}: list forks in ascending block order, "
+                    "at most one fork per block",
+                    f"{path}.block",
+                )
+            if fork.name in names:
+                raise GenesisError(
+                    f"duplicate fork name {fork.name!r} (same as forks.{names[fork.name]})",
+                    f"{path}.name",
+                )
+            names[fork.name] = index
+            with at_path(f"{path}.qbft"):
+                params = fork.qbft.apply(params)
+        object.__setattr__(self, "forks", forks)
+
+    def fork_at(self, block_number: int) -> Fork | None:
+        """The fork that activates exactly at `block_number`, if any."""
+        return next((fork for fork in self.forks if fork.block == block_number), None)
+
+    def qbft_at(self, block_number: int) -> QbftParams:
+        """The QBFT timing in force for deciding block `block_number`."""
+        params = self.qbft
+        for fork in self.forks:
+            if fork.block > block_number:
+                break
+            params = fork.qbft.apply(params)
+        return params
+
+    def gas_limit_at(self, block_number: int) -> int:
+        """The block gas limit the schedule sets for `block_number` (genesis or latest fork)."""
+        limit = self.gas_limit
+        for fork in self.forks:
+            if fork.block > block_number:
+                break
+            if fork.gas_limit is not None:
+                limit = fork.gas_limit
+        return limit
+
+    def fork_ids(self) -> tuple[tuple[int, bytes], ...]:
+        """(block, digest) of every fork: what peers compare in the status handshake."""
+        return tuple((fork.block, fork.digest()) for fork in self.forks)
 
     def _check_validators(self) -> None:
         if isinstance(self.validators, bytes | str) or not hasattr(self.validators, "__iter__"):
@@ -356,6 +520,7 @@ _GENESIS_FIELDS = (
     "nodeAllowlist",
     "alloc",
     "systemContracts",
+    "forks",
 )
 _QBFT_FIELDS = {
     "blockPeriodSeconds": "block_period_seconds",
@@ -364,6 +529,13 @@ _QBFT_FIELDS = {
     "epochLength": "epoch_length",
 }
 _ACCOUNT_FIELDS = ("balance", "nonce", "code", "storage")
+_QBFT_CHANGE_FIELDS = {
+    "block_period_seconds": "blockPeriodSeconds",
+    "empty_block_period_seconds": "emptyBlockPeriodSeconds",
+    "request_timeout_seconds": "requestTimeoutSeconds",
+}
+_FORK_FIELDS = ("block", "name", "gasLimit", "qbft", "systemContracts")
+_UPGRADE_FIELDS = ("code", "storage")
 
 
 def parse_genesis(data: Mapping[str, Any]) -> Genesis:
@@ -386,12 +558,15 @@ def parse_genesis(data: Mapping[str, Any]) -> Genesis:
     if "nodeAllowlist" in doc:
         options["node_allowlist"] = _parse_node_allowlist(doc["nodeAllowlist"])
     alloc = _parse_alloc(doc.get("alloc", {}))
+    system_contracts = _parse_system_contracts(doc.get("systemContracts", {}))
+    if "forks" in doc:
+        options["forks"] = _parse_forks(doc["forks"], system_contracts)
     return Genesis(
         chain_id=parse_quantity(doc["chainId"], "chainId"),
         validators=_parse_validators(doc["validators"]),
         qbft=_parse_qbft(doc.get("qbft", {})),
         alloc=alloc,
-        system_contracts=_parse_system_contracts(doc.get("systemContracts", {})),
+        system_contracts=system_contracts,
         **options,
     )
 
@@ -468,6 +643,79 @@ def _parse_system_contracts(value: Any) -> dict[str, bytes]:
     }
 
 
+def _parse_forks(value: Any, system_contracts: Mapping[str, bytes]) -> tuple[Fork, ...]:
+    if not isinstance(value, list):
+        raise GenesisError(f"expected an array of forks, got {_json_type(value)}", "forks")
+    return tuple(_parse_fork(item, f"forks.{i}", system_contracts) for i, item in enumerate(value))
+
+
+def _parse_fork(value: Any, path: str, system_contracts: Mapping[str, bytes]) -> Fork:
+    doc = _object(value, path, _FORK_FIELDS)
+    for required in ("block", "name"):
+        if required not in doc:
+            raise GenesisError("missing required field", f"{path}.{required}")
+    fields: dict[str, Any] = {"block": parse_quantity(doc["block"], f"{path}.block")}
+    if not isinstance(doc["name"], str):
+        raise GenesisError(f"expected a string, got {_json_type(doc['name'])}", f"{path}.name")
+    fields["name"] = doc["name"]
+    if "gasLimit" in doc:
+        fields["gas_limit"] = parse_quantity(doc["gasLimit"], f"{path}.gasLimit")
+    if "qbft" in doc:
+        fields["qbft"] = _parse_qbft_changes(doc["qbft"], f"{path}.qbft")
+    if "systemContracts" in doc:
+        fields["system_contracts"] = _parse_upgrades(
+            doc["systemContracts"], f"{path}.systemContracts", system_contracts
+        )
+    with at_path(path):
+        return Fork(**fields)
+
+
+def _parse_qbft_changes(value: Any, path: str) -> QbftChanges:
+    if isinstance(value, Mapping) and "epochLength" in value:
+        raise GenesisError(
+            "epochLength cannot change at a fork (vote checkpoints depend on it)",
+            f"{path}.epochLength",
+        )
+    by_json = {json_name: attr for attr, json_name in _QBFT_CHANGE_FIELDS.items()}
+    doc = _object(value, path, tuple(by_json))
+    changes = {by_json[k]: parse_quantity(v, f"{path}.{k}") for k, v in doc.items()}
+    with at_path(path):
+        return QbftChanges(**changes)
+
+
+def _parse_upgrades(
+    value: Any, path: str, system_contracts: Mapping[str, bytes]
+) -> dict[bytes, ContractUpgrade]:
+    """Upgrades keyed by address, or by a name from the genesis `systemContracts`."""
+    if not isinstance(value, Mapping):
+        raise GenesisError(f"expected a JSON object, got {_json_type(value)}", path)
+    upgrades: dict[bytes, ContractUpgrade] = {}
+    spelled: dict[bytes, str] = {}
+    for key, item in value.items():
+        entry = f"{path}.{key}"
+        if isinstance(key, str) and key.startswith("0x"):
+            address = parse_address(key, entry)
+        elif key in system_contracts:
+            address = system_contracts[key]
+        else:
+            known = ", ".join(system_contracts) or "none"
+            raise GenesisError(
+                f"not an address nor a name from systemContracts (known: {known})", entry
+            )
+        if address in upgrades:
+            raise GenesisError(f"the same account as {path}.{spelled[address]}", entry)
+        spelled[address] = key
+        doc = _object(item, entry, _UPGRADE_FIELDS)
+        if "code" not in doc:
+            raise GenesisError("missing required field", f"{entry}.code")
+        fields: dict[str, Any] = {"code": parse_hex_bytes(doc["code"], f"{entry}.code")}
+        if "storage" in doc:
+            fields["storage"] = _parse_storage(doc["storage"], f"{entry}.storage")
+        with at_path(entry):
+            upgrades[address] = ContractUpgrade(**fields)
+    return upgrades
+
+
 # --------------------------------------------------------------------------- files and output
 
 
@@ -538,6 +786,32 @@ def genesis_to_json(g: Genesis) -> dict[str, Any]:
     doc["systemContracts"] = {
         name: to_checksum_address(address) for name, address in g.system_contracts.items()
     }
+    if g.forks:
+        # Only written when set, so files without forks keep their exact canonical bytes.
+        doc["forks"] = [fork_to_json(fork) for fork in g.forks]
+    return doc
+
+
+def fork_to_json(fork: Fork) -> dict[str, Any]:
+    """The canonical JSON form of one fork (addresses checksummed, quantities in hex)."""
+    doc: dict[str, Any] = {"block": fork.block, "name": fork.name}
+    if fork.gas_limit is not None:
+        doc["gasLimit"] = hex(fork.gas_limit)
+    changes = fork.qbft.changes()
+    if changes:
+        doc["qbft"] = {_QBFT_CHANGE_FIELDS[attr]: value for attr, value in changes.items()}
+    if fork.system_contracts:
+        doc["systemContracts"] = {
+            to_checksum_address(address): _upgrade_to_json(upgrade)
+            for address, upgrade in fork.system_contracts.items()
+        }
+    return doc
+
+
+def _upgrade_to_json(upgrade: ContractUpgrade) -> dict[str, Any]:
+    doc: dict[str, Any] = {"code": "0x" + upgrade.code.hex()}
+    if upgrade.storage:
+        doc["storage"] = {hex(slot): hex(value) for slot, value in upgrade.storage.items()}
     return doc
 
 

@@ -24,6 +24,12 @@ MEDLEDGER_ADDRESS = bytes.fromhex("4d4c000000000000000000000000000000000001")
 GOVERNANCE_ADDRESS = bytes.fromhex("4d4c000000000000000000000000000000000002")
 NODE_ALLOW_LIST_ADDRESS = bytes.fromhex("4d4c000000000000000000000000000000000003")
 ACCOUNT_ALLOW_LIST_ADDRESS = bytes.fromhex("4d4c000000000000000000000000000000000004")
+# Zero-knowledge contracts (contracts/src/zk/ZkAddresses.sol holds the same values).
+POSEIDON_T3_ADDRESS = bytes.fromhex("4d4c000000000000000000000000000000000010")
+MEMBERSHIP_VERIFIER_ADDRESS = bytes.fromhex("4d4c000000000000000000000000000000000011")
+ATTRIBUTE_VERIFIER_ADDRESS = bytes.fromhex("4d4c000000000000000000000000000000000012")
+RESEARCH_CONSENT_ADDRESS = bytes.fromhex("4d4c000000000000000000000000000000000013")
+ATTRIBUTE_REGISTRY_ADDRESS = bytes.fromhex("4d4c000000000000000000000000000000000014")
 
 # genesis `systemContracts` name -> (artifact name, address)
 SYSTEM_CONTRACTS: Mapping[str, tuple[str, bytes]] = {
@@ -31,6 +37,12 @@ SYSTEM_CONTRACTS: Mapping[str, tuple[str, bytes]] = {
     "consortiumGovernance": ("ConsortiumGovernance", GOVERNANCE_ADDRESS),
     "nodeAllowList": ("NodeAllowList", NODE_ALLOW_LIST_ADDRESS),
     "accountAllowList": ("AccountAllowList", ACCOUNT_ALLOW_LIST_ADDRESS),
+    # PoseidonT3 is circomlibjs-generated EVM code (contracts/zk/artifacts), not solc output.
+    "poseidonT3": ("PoseidonT3", POSEIDON_T3_ADDRESS),
+    "membershipVerifier": ("MembershipVerifier", MEMBERSHIP_VERIFIER_ADDRESS),
+    "attributeVerifier": ("AttributeVerifier", ATTRIBUTE_VERIFIER_ADDRESS),
+    "researchConsent": ("ResearchConsent", RESEARCH_CONSENT_ADDRESS),
+    "attributeRegistry": ("AttributeRegistry", ATTRIBUTE_REGISTRY_ADDRESS),
 }
 
 # Storage layout the genesis writes into (see the slot comments in the .sol files).
@@ -207,6 +219,6 @@ def system_alloc(setup: SystemSetup) -> tuple[dict[bytes, AllocAccount], dict[st
     for name, (artifact, address) in SYSTEM_CONTRACTS.items():
         code = load_artifact(artifact).deployed_bytecode
         # nonce 1 as for any contract account (EIP-161), so it can never be "empty".
-        alloc[address] = AllocAccount(nonce=1, code=code, storage=storage[name])
+        alloc[address] = AllocAccount(nonce=1, code=code, storage=storage.get(name, {}))
         names[name] = address
     return alloc, names

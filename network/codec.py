@@ -17,7 +17,8 @@ from network.errors import CodecError, MessageTooLargeError
 
 MAX_TX_BATCH_ITEMS = 10_000
 MAX_BLOCKS_PER_REQUEST = 128
-MAX_REQUEST_BYTES = 1024
+MAX_STATUS_FORKS = 64  # genesis allows as many forks (genesis.schema.MAX_FORKS)
+MAX_REQUEST_BYTES = 4096  # a status request with MAX_STATUS_FORKS forks fits
 UINT64_MAX = 2**64 - 1
 
 # Message kinds of the sync protocol (first list element of every request and response).
@@ -139,6 +140,9 @@ class ChainStatus:
     genesis_hash: bytes
     head_number: int
     head_hash: bytes
+    # The genesis fork schedule: (block, keccak of the fork's rules), ascending. Peers compare
+    # it so that a node missing a fork is refused before it can split the chain.
+    forks: tuple[tuple[int, bytes], ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("chain_id", "head_number"):
@@ -151,22 +155,54 @@ class ChainStatus:
             value = getattr(self, name)
             if not isinstance(value, bytes) or len(value) != HASH_LENGTH:
                 raise CodecError(f"{name} must be 32 bytes")
+        forks = tuple(self.forks)
+        if len(forks) > MAX_STATUS_FORKS:
+            raise CodecError(f"forks: more than {MAX_STATUS_FORKS} entries")
+        previous = 0
+        for entry in forks:
+            if not isinstance(entry, tuple) or len(entry) != 2:
+                raise CodecError("forks: each entry is (block, digest)")
+            block, digest = entry
+            if isinstance(block, bool) or not isinstance(block, int) or not 0 < block <= UINT64_MAX:
+                raise CodecError("forks: block must be an integer between 1 and 2**64-1")
+            if block <= previous:
+                raise CodecError("forks: blocks must be strictly ascending")
+            if not isinstance(digest, bytes) or len(digest) != HASH_LENGTH:
+                raise CodecError("forks: digest must be 32 bytes")
+            previous = block
+        object.__setattr__(self, "forks", forks)
 
     def same_chain(self, other: ChainStatus) -> bool:
         return self.chain_id == other.chain_id and self.genesis_hash == other.genesis_hash
 
     def _fields(self) -> list[object]:
-        return [self.chain_id, self.genesis_hash, self.head_number, self.head_hash]
+        forks = [[block, digest] for block, digest in self.forks]
+        return [self.chain_id, self.genesis_hash, self.head_number, self.head_hash, forks]
 
     @classmethod
     def _from_fields(cls, fields: list[object]) -> ChainStatus:
-        if len(fields) != 4:
-            raise CodecError("status: expected chain id, genesis hash, head number, head hash")
+        # Four fields: a peer from before fork schedules, i.e. one without forks.
+        if len(fields) not in (4, 5):
+            raise CodecError(
+                "status: expected chain id, genesis hash, head number, head hash, forks"
+            )
+        forks: list[tuple[int, bytes]] = []
+        if len(fields) == 5:
+            entries = _list(fields[4], "status.forks")
+            if len(entries) > MAX_STATUS_FORKS:
+                raise CodecError(f"status.forks: more than {MAX_STATUS_FORKS} entries")
+            for entry in entries:
+                pair = _list(entry, "status.forks entry")
+                if len(pair) != 2:
+                    raise CodecError("status.forks: each entry is [block, digest]")
+                forks.append((_uint(pair[0], "status.forks block"),
+                              _hash(pair[1], "status.forks digest")))
         return cls(
             chain_id=_uint(fields[0], "status.chainId"),
             genesis_hash=_hash(fields[1], "status.genesisHash"),
             head_number=_uint(fields[2], "status.headNumber"),
             head_hash=_hash(fields[3], "status.headHash"),
+            forks=tuple(forks),
         )
 
 

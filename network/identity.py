@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+import tempfile
 from pathlib import Path
 
 import coincurve
@@ -37,7 +38,8 @@ def _check_secret(secret: bytes, where: str) -> None:
 def load_or_create_node_key(path: str | Path) -> bytes:
     """The 32-byte node key stored as hex in `path`, created (mode 0600) on first use.
 
-    Creation uses O_EXCL so two processes starting at once cannot end up with different keys.
+    Creation is atomic (a complete file is linked into place), so two processes starting at
+    once cannot end up with different keys.
     """
     path = Path(path)
     try:
@@ -58,17 +60,21 @@ def load_or_create_node_key(path: str | Path) -> bytes:
 
 
 def _create_node_key(path: Path) -> bytes:
+    # Written in full to a private temporary file first, then linked into place: link fails
+    # if the key exists, and a concurrent reader never sees a half-written file.
     path.parent.mkdir(parents=True, exist_ok=True)
     secret = coincurve.PrivateKey().secret
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return load_or_create_node_key(path)  # another process won the race: use its key
+    fd, temp = tempfile.mkstemp(prefix=".p2p-key-", dir=path.parent)
     try:
         os.write(fd, (secret.hex() + "\n").encode("ascii"))
         os.fsync(fd)
-    finally:
         os.close(fd)
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            return load_or_create_node_key(path)  # another process won the race: use its key
+    finally:
+        os.unlink(temp)
     log.info("created node key", path=str(path))
     return secret
 

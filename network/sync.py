@@ -45,6 +45,7 @@ from network.errors import (
     PeerNotConnectedError,
     SyncError,
 )
+from network.forkcheck import compare_forks
 from network.scoring import PENALTY_MALFORMED
 
 log = structlog.get_logger("medledger.p2p")
@@ -137,13 +138,14 @@ class SyncService:
         self._on_status = on_status
         self._verified: set[str] = set()  # peers whose status request matched our chain
         self._inflight: dict[str, int] = {}
+        self._fork_warned: set[tuple[str, int]] = set()  # (peer, fork block) already logged
         self.max_reply_bytes = MAX_RESPONSE_BYTES + config.max_message_bytes + 1024
 
     def forget(self, peer: str) -> None:
         """The peer's last connection closed: it must redo the status handshake."""
         self._verified.discard(peer)
 
-    def _matches(self, status: ChainStatus) -> str | None:
+    def _matches(self, peer: str, status: ChainStatus, local: ChainStatus) -> str | None:
         if status.chain_id != self._config.chain_id:
             return f"chain id {status.chain_id} differs from ours ({self._config.chain_id})"
         if status.genesis_hash != self._config.genesis_hash:
@@ -151,6 +153,15 @@ class SyncService:
                 f"genesis {status.genesis_hash.hex()} differs from ours "
                 f"({self._config.genesis_hash.hex()})"
             )
+        forks = compare_forks(local, status)
+        if forks.conflict is not None:
+            log.error("peer has another fork schedule", peer=peer, reason=forks.conflict)
+            return forks.conflict
+        for block, what in forks.pending:
+            if (peer, block) not in self._fork_warned:
+                self._fork_warned.add((peer, block))
+                log.warning("fork schedules differ ahead of the chain", peer=peer,
+                            fork_block=block, head=local.head_number, detail=what)
         return None
 
     # ----------------------------------------------------------------- responder
@@ -195,12 +206,13 @@ class SyncService:
 
     async def _answer(self, peer: str, request: SyncRequest) -> tuple[bytes, str | None]:
         if isinstance(request, StatusRequest):
-            mismatch = self._matches(request.status)
+            local = await self._provider.status()
+            mismatch = self._matches(peer, request.status, local)
             if mismatch is not None:
                 return encode_error_reply(f"wrong chain: {mismatch}"), f"wrong chain: {mismatch}"
             self._verified.add(peer)
             self._on_status(peer, request.status)
-            return encode_status_reply(await self._provider.status()), None
+            return encode_status_reply(local), None
         if peer not in self._verified:
             return encode_error_reply("status handshake required"), None
         return encode_blocks_reply(await self._blocks(request)), None
@@ -237,7 +249,7 @@ class SyncService:
         if not isinstance(reply, ChainStatus):
             self._penalize(peer, PENALTY_MALFORMED, "blocks in reply to a status request")
             raise SyncError(f"peer {peer} sent blocks in reply to a status request")
-        mismatch = self._matches(reply)
+        mismatch = self._matches(peer, reply, local)
         if mismatch is not None:
             await self._disconnect(peer, f"wrong chain: {mismatch}")
             raise ChainMismatchError(f"peer {peer} is on another chain: {mismatch}")

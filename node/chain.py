@@ -7,6 +7,7 @@ class is not thread-safe: the node calls it from a single worker thread.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,6 +29,7 @@ from eth.chains.base import Chain as PyEvmChain
 from eth.consensus.context import ConsensusContext
 from eth.db.atomic import AtomicDB
 from eth.exceptions import BlockNotFound, HeaderNotFound, TransactionNotFound
+from eth.vm.forks.london.headers import calculate_expected_base_fee_per_gas
 from eth.vm.forks.prague import PragueVM
 from eth.vm.forks.prague.blocks import PragueBlockHeader
 from eth_typing import Address, Hash32
@@ -35,7 +37,7 @@ from eth_utils import ValidationError, keccak
 
 from consensus.extradata import MAX_EXTRA_DATA_BYTES, ExtraDataError, QbftExtraData, Vote
 from consensus.seals import FinalityError, seal_hash, verify_commit_seals
-from genesis.schema import Genesis
+from genesis.schema import Fork, Genesis
 from node.db import LevelDBStore, StagedDB, StorageError
 from node.validators import ValidatorTracker
 
@@ -45,6 +47,16 @@ ZERO_HASH = b"\x00" * 32
 ZERO_ADDRESS = b"\x00" * 20
 _GENESIS_KEY = b"medledger:genesis"
 _GENESIS_RECORD = rlp.sedes.List([rlp.sedes.Binary.fixed_length(32), rlp.sedes.big_endian_int])
+# The fork schedule this datadir's blocks were executed with: [[block, digest, name], ...].
+_FORKS_KEY = b"medledger:forks"
+_FORKS_RECORD = rlp.sedes.CountableList(rlp.sedes.List([
+    rlp.sedes.big_endian_int, rlp.sedes.Binary.fixed_length(32), rlp.sedes.binary,
+]))
+
+
+# Reasons build_block gives for transactions it left for a later block (not invalid ones).
+BLOCK_GAS_LIMIT_REACHED = "block gas limit reached"
+BUILD_TIME_BUDGET_REACHED = "block build time budget reached"
 
 
 class BlockRejected(ValueError):
@@ -110,6 +122,61 @@ MedledgerPragueVM = PragueVM.configure(
 )
 
 
+class MedledgerForkVM(MedledgerPragueVM):  # type: ignore[misc,valid-type]
+    """The VM from a genesis fork's block on: `fork_vm` configures one per fork.
+
+    At the fork block itself, before any transaction, the fork's system-contract code and
+    storage are written into the state. py-evm runs `block_preprocessing` both when the
+    proposer builds the block and when any node imports it, so every node applies the same
+    writes at the same point and the state roots agree.
+    """
+
+    fork: Fork | None = None
+
+    def block_preprocessing(self, block: BlockAPI) -> None:
+        super().block_preprocessing(block)
+        fork = self.fork
+        if fork is None or block.number != fork.block:
+            return
+        state = self.state
+        for address, upgrade in sorted(fork.system_contracts.items()):
+            state.set_code(Address(address), upgrade.code)
+            for slot, value in sorted(upgrade.storage.items()):
+                state.set_storage(Address(address), slot, value)
+
+    @classmethod
+    def validate_gas(cls, header: BlockHeaderAPI, parent_header: BlockHeaderAPI) -> None:
+        fork = cls.fork
+        if fork is None or fork.gas_limit is None or header.block_number != fork.block:
+            super().validate_gas(header, parent_header)
+            return
+        # The fork block switches to the scheduled gas limit in one step (py-evm's rule
+        # would only allow 1/1024 of drift per block).
+        if header.gas_limit != fork.gas_limit:
+            raise ValidationError(
+                f"fork {fork.name!r} sets the gas limit of block #{fork.block} to "
+                f"{fork.gas_limit}, the header has {header.gas_limit}"
+            )
+        expected = calculate_expected_base_fee_per_gas(parent_header)
+        if header.base_fee_per_gas != expected:
+            raise ValidationError(
+                f"Header has invalid base fee per gas (has {header.base_fee_per_gas}, "
+                f"expected {expected})"
+            )
+
+
+def fork_vm(fork: Fork) -> type[MedledgerForkVM]:
+    """The VM class of blocks from `fork.block` on."""
+    return cast(type[MedledgerForkVM], MedledgerForkVM.configure(
+        __name__=f"Medledger_{fork.name}_VM", fork=fork
+    ))
+
+
+def vm_configuration(genesis: Genesis) -> tuple[tuple[int, type[VirtualMachineAPI]], ...]:
+    """py-evm's (first block, VM class) list: Prague from genesis, then one VM per fork."""
+    return ((0, MedledgerPragueVM), *((fork.block, fork_vm(fork)) for fork in genesis.forks))
+
+
 @dataclass(frozen=True)
 class BuiltBlock:
     """A block executed by the proposer, not yet sealed nor stored."""
@@ -159,12 +226,13 @@ class Chain:
         self._executed_digest: bytes | None = None
         self._chain_class = PyEvmChain.configure(
             __name__="MedledgerChain",
-            vm_configuration=((0, MedledgerPragueVM),),
+            vm_configuration=vm_configuration(genesis),
             chain_id=genesis.chain_id,
             consensus_context_class=ConsensusContext,
         )
         try:
             self._chain = self._open_or_initialise()
+            self._check_fork_schedule()
         except Exception:
             self.store.close()
             raise
@@ -196,6 +264,45 @@ class Chain:
                 f"chain id {self.chain_id}, genesis 0x{expected.hex()}"
             )
         return chain
+
+    def _check_fork_schedule(self) -> None:
+        """Refuse a genesis whose forks differ from the stored schedule at or below the head.
+
+        Those blocks were executed with the stored schedule: adding, removing or changing a
+        fork there would leave this node with a chain the others do not have. Forks above
+        the head may change (that is how a fork is scheduled on a running network).
+        """
+        head = self.head.block_number
+        stored_raw = self.store.get(_FORKS_KEY)
+        stored = {} if stored_raw is None else {
+            block: (digest, name.decode())
+            for block, digest, name in rlp.decode(stored_raw, sedes=_FORKS_RECORD)
+        }
+        wanted = {fork.block: (fork.digest(), fork.name) for fork in self.genesis.forks}
+        problems = []
+        for block in sorted(set(stored) | set(wanted)):
+            if block > head or stored.get(block, (None,))[0] == wanted.get(block, (None,))[0]:
+                continue
+            if block not in stored:
+                problems.append(f"fork {wanted[block][1]!r} at block {block} is new")
+            elif block not in wanted:
+                problems.append(f"fork {stored[block][1]!r} at block {block} was removed")
+            else:
+                problems.append(f"fork {wanted[block][1]!r} at block {block} has changed")
+        if problems:
+            raise StorageError(
+                f"genesis fork schedule conflicts with datadir {self.store.path} at head "
+                f"#{head}: {'; '.join(problems)}. Blocks up to the head were executed without "
+                "that change; a fork must be scheduled above the network's head, and rolled "
+                "out to every node before that block"
+            )
+        record = rlp.encode(
+            [[fork.block, fork.digest(), fork.name.encode()] for fork in self.genesis.forks],
+            sedes=_FORKS_RECORD,
+        )
+        if stored_raw != record:
+            self.db[_FORKS_KEY] = record
+            self.db.commit()
 
     def _expected_genesis_hash(self) -> bytes:
         scratch = self._chain_class.from_genesis(
@@ -264,8 +371,16 @@ class Chain:
         """Header template of the next block: base fee and number for estimates and calls."""
         head = self.head
         return self._chain.create_header_from_parent(
-            head, timestamp=timestamp, gas_limit=head.gas_limit
+            head, timestamp=timestamp, gas_limit=self.next_gas_limit(head)
         )
+
+    def next_gas_limit(self, parent: BlockHeaderAPI) -> int:
+        """The gas limit of the block after `parent`: a fork's new limit at its block, else
+        the parent's (the consortium's gas limit does not drift)."""
+        fork = self.genesis.fork_at(parent.block_number + 1)
+        if fork is not None and fork.gas_limit is not None:
+            return fork.gas_limit
+        return int(parent.gas_limit)
 
     def validators_at(self, header: BlockHeaderAPI) -> tuple[bytes, ...]:
         return QbftExtraData.decode(header.extra_data).validators
@@ -284,6 +399,7 @@ class Chain:
         proposer: bytes,
         round_number: int = 0,
         vote: Vote | None = None,
+        deadline: float | None = None,
     ) -> BuiltBlock:
         """Execute `transactions` on top of the head as the proposer, in one pass.
 
@@ -304,9 +420,9 @@ class Chain:
             parent,
             timestamp=timestamp,
             coinbase=Address(proposer),
-            # The consortium's gas limit stays what genesis set; py-evm's default would drift
-            # it by 1/1024 per block toward mainnet's target.
-            gas_limit=parent.gas_limit,
+            # The consortium's gas limit stays what genesis (or a fork) set; py-evm's default
+            # would drift it by 1/1024 per block toward mainnet's target.
+            gas_limit=self.next_gas_limit(parent),
             extra_data=extra.encode(),
             mix_hash=QBFT_MIX_HASH,
             parent_beacon_block_root=ZERO_HASH,
@@ -314,7 +430,7 @@ class Chain:
         self.discard_built()
         vm = self._chain.get_vm(header)
         try:
-            built = self._execute_as_proposer(vm, header, transactions)
+            built = self._execute_as_proposer(vm, header, transactions, deadline)
         except Exception:
             self.discard_built()
             raise
@@ -326,9 +442,12 @@ class Chain:
         vm: VirtualMachineAPI,
         header: BlockHeaderAPI,
         transactions: Sequence[SignedTransactionAPI],
+        deadline: float | None = None,
     ) -> BuiltBlock:
         # The same steps as py-evm's VM.import_block, so followers compute the same roots,
         # but a transaction the state rejects is skipped instead of failing the block.
+        # Past `deadline` (time.monotonic()) the rest wait for a later block: every validator
+        # must execute this block within the round timer, and they run about as fast as we do.
         vm.block_preprocessing(vm.get_block())
         state = vm.state
         current = header
@@ -336,8 +455,11 @@ class Chain:
         receipts: list[ReceiptAPI] = []
         rejected: list[tuple[SignedTransactionAPI, str]] = []
         for tx in transactions:
+            if deadline is not None and time.monotonic() > deadline:
+                rejected.append((tx, BUILD_TIME_BUDGET_REACHED))
+                continue
             if current.gas_used + tx.gas > current.gas_limit:
-                rejected.append((tx, "block gas limit reached"))
+                rejected.append((tx, BLOCK_GAS_LIMIT_REACHED))
                 continue
             try:
                 vm.validate_transaction_against_header(current, tx)

@@ -12,6 +12,7 @@ def main() -> None:
 
 
 def _register_subcommands() -> None:
+    from node.cli_chaos import chaos_command
     from node.cli_compose import compose_command
     from node.cli_config import config_group
     from node.cli_db import db_group
@@ -19,6 +20,7 @@ def _register_subcommands() -> None:
     from node.cli_keys import keys_group
     from node.cli_node import devnet, node_group, status
     from node.cli_record import record_group
+    from node.cli_zk import zk_group
 
     main.add_command(genesis_group)
     main.add_command(node_group)
@@ -29,6 +31,8 @@ def _register_subcommands() -> None:
     main.add_command(keys_group)
     main.add_command(db_group)
     main.add_command(config_group)
+    main.add_command(chaos_command)
+    main.add_command(zk_group)
 
 
 _register_subcommands()

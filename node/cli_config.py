@@ -56,9 +56,16 @@ def _check_files(settings: NodeSettings) -> list[str]:
             keystore_address(key)
         except KeystoreError as exc:
             problems.append(f"node.key: {exc}")
-    passphrase_file: Path | None = settings["node.passphrase_file"]
-    if passphrase_file is not None and not os.access(passphrase_file, os.R_OK):
-        problems.append(f"node.passphrase_file {passphrase_file} is not readable")
+    node_key: Path | None = settings["node.node_key"]
+    if node_key is not None:
+        try:
+            keystore_address(node_key)
+        except KeystoreError as exc:
+            problems.append(f"node.node_key: {exc}")
+    for option in ("node.passphrase_file", "node.node_key_passphrase_file"):
+        passphrase_file: Path | None = settings[option]
+        if passphrase_file is not None and not os.access(passphrase_file, os.R_OK):
+            problems.append(f"{option} {passphrase_file} is not readable")
     datadir: Path = settings["node.datadir"]
     existing = next((p for p in (datadir, *datadir.parents) if p.exists()), None)
     if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK):

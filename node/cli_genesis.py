@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 from pathlib import Path
 
 import click
-from eth_utils import to_checksum_address
+from eth_utils import keccak, to_checksum_address
 
 from genesis.builder import new_consortium
-from genesis.schema import GenesisError, dump_genesis, load_genesis, parse_address, parse_quantity
+from genesis.schema import (
+    Genesis,
+    GenesisError,
+    dump_genesis,
+    fork_to_json,
+    genesis_to_json,
+    load_genesis,
+    parse_address,
+    parse_genesis,
+    parse_quantity,
+)
 from genesis.system import Member
 from node.keystore import (
     PASSPHRASE_ENV_VAR,
@@ -134,6 +145,13 @@ def genesis_group() -> None:
     help="scrypt work factor for the key files (default 262144); lower only for throw-away "
     "devnets.",
 )
+@click.option(
+    "--forks",
+    "forks_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="JSON file with the fork schedule: the genesis `forks` array (see OPERATIONS.md).",
+)
 def new_command(
     n_validators: int,
     out_dir: Path,
@@ -145,6 +163,7 @@ def new_command(
     no_system_contracts: bool,
     passphrase_file: Path | None,
     scrypt_n: int | None,
+    forks_file: Path | None,
 ) -> None:
     """Generate validator keys and a genesis file into OUT."""
     genesis_path = out_dir / "genesis.json"
@@ -175,6 +194,8 @@ def new_command(
             predeploy_system=not no_system_contracts,
             members=members,
         )
+        if forks_file is not None:
+            genesis = _with_forks(genesis, forks_file)
     except GenesisError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -210,6 +231,33 @@ def new_command(
         click.echo(f"system contract {name}: {to_checksum_address(address)}")
 
 
+def _with_forks(genesis: Genesis, forks_file: Path) -> Genesis:
+    """`genesis` with the fork schedule read from `forks_file` (a JSON array), fully checked."""
+    try:
+        forks = json.loads(forks_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise GenesisError(f"cannot read the fork schedule: {exc}", file=str(forks_file)) from None
+    doc = genesis_to_json(genesis)
+    doc["forks"] = forks
+    return parse_genesis(doc)
+
+
+def _echo_forks(genesis: Genesis) -> None:
+    click.echo(f"forks: {len(genesis.forks)}")
+    for fork in genesis.forks:
+        click.echo(f"  block {fork.block}: {fork.name}  digest 0x{fork.digest().hex()}")
+        if fork.gas_limit is not None:
+            click.echo(f"    gas limit -> {fork.gas_limit}")
+        for name, value in fork_to_json(fork).get("qbft", {}).items():
+            click.echo(f"    qbft {name} -> {value}s")
+        for address, upgrade in fork.system_contracts.items():
+            click.echo(
+                f"    code of {to_checksum_address(address)} -> {len(upgrade.code)} bytes, "
+                f"keccak 0x{keccak(upgrade.code).hex()}"
+                + (f", {len(upgrade.storage)} storage slots" if upgrade.storage else "")
+            )
+
+
 @genesis_group.command("check")
 @click.argument("file", type=click.Path(path_type=Path))
 def check_command(file: Path) -> None:
@@ -234,3 +282,5 @@ def check_command(file: Path) -> None:
         f"epoch length {qbft.epoch_length}"
     )
     click.echo(f"gas limit: {genesis.gas_limit}, base fee per gas: {genesis.base_fee_per_gas} wei")
+    if genesis.forks:
+        _echo_forks(genesis)

@@ -17,11 +17,13 @@ from eth_utils import keccak, to_checksum_address
 
 from genesis.builder import new_consortium
 from genesis.schema import Genesis, GenesisError, dump_genesis, load_genesis
-from node.config import ConfigError, load_config, overrides_from_click
+from node.config import ConfigError, NodeSettings, load_config, overrides_from_click
+from node.cprofile_env import run_profiled
 from node.db import StorageError
 from node.devnet import DevnetSupervisor, plan_devnet
 from node.keystore import KeystoreError, read_keystore, resolve_passphrase
 from node.logs import configure_logging
+from node.nodekey import NodeKeyError, resolve_node_key
 from node.records.keys import RecordKeyError, load_private_key
 from node.runtime import NodeConfig, run_until_signal
 
@@ -51,13 +53,46 @@ def _setup_logs(level: str, log_format: str) -> None:
 
 def _run(config: NodeConfig) -> None:
     try:
-        trio.run(run_until_signal, config)
+        run_profiled(trio.run, run_until_signal, config)  # plain trio.run unless profiling
     except StorageError as exc:
         raise click.ClickException(str(exc)) from None
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
-        raise click.ClickException(f"cannot start JSON-RPC listener: {exc}") from None
+        raise click.ClickException(_os_failure(exc)) from None
+    except BaseExceptionGroup as group:
+        # A storage failure while running (disk full, a corrupt table read) or a listener
+        # that cannot bind arrives wrapped in trio's nursery groups: the operator gets its
+        # message, not a traceback.
+        cause = _operational_failure(group)
+        if cause is None:
+            raise
+        raise click.ClickException(f"node stopped: {cause}") from None
+
+
+def _os_failure(exc: OSError) -> str:
+    if "listen" in str(exc):
+        return f"cannot start JSON-RPC listener: {exc}"
+    return f"cannot start the node: {exc}"
+
+
+def _operational_failure(group: BaseExceptionGroup) -> str | None:
+    """The message of the first storage failure (StorageError, or an OSError such as ENOSPC
+    from a node file, or a listener's bind error) in `group`, or None when it holds none."""
+    errors = _leaves(group)
+    for exc in errors:
+        if isinstance(exc, StorageError):
+            return str(exc)
+    for exc in errors:
+        if isinstance(exc, OSError):
+            return _os_failure(exc)
+    return None
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
 
 
 @click.group("node")
@@ -75,9 +110,14 @@ def node_group() -> None:
               default=None, help="Consortium genesis.json.")
 @click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Validator key file (keystore v3). Without it the node signs with its node "
-                   "key (DATADIR/p2p.key) once voted in, and otherwise follows.")
+                   "key once voted in, and otherwise follows.")
 @click.option("--passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
               help="File holding the key's passphrase (else $MEDLEDGER_PASSPHRASE, else prompt).")
+@click.option("--node-key-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Node key (keystore v3, `medledger keys new --type node`) of a node without "
+                   "--key. Default: DATADIR/node-key.json, created encrypted on first start.")
+@click.option("--node-key-passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="File holding the node key's passphrase (else as --key's).")
 @click.option("--empty-block-period", type=click.FloatRange(min=0.1), default=None,
               help="Seconds between empty blocks (default: from genesis).")
 @click.option("--p2p-host", default="127.0.0.1", show_default=True,
@@ -88,6 +128,8 @@ def node_group() -> None:
 @click.option("--peer", "peers", multiple=True,
               help="Static peer multiaddr (/ip4/H/tcp/P/p2p/ID); repeatable. Kept connected.")
 @click.option("--admin-rpc", is_flag=True, help="Enable the admin_ JSON-RPC namespace.")
+@click.option("--read-only", is_flag=True,
+              help="Auditor node: refuse transactions and FHIR writes, never seal (no --key).")
 @click.option("--metrics", is_flag=True,
               help="Serve Prometheus /metrics and /health/{liveness,readiness}.")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True)
@@ -130,8 +172,9 @@ def node_run(config_path: Path | None, **params: object) -> None:
         raise click.ClickException(f"genesis {genesis_path}: {exc}") from None
     key_path = settings["node.key"]
     key = _load_key(key_path, settings["node.passphrase_file"]) if key_path else None
+    node_key = _node_key(settings) if key is None and settings["p2p.enabled"] else None
     config = replace(
-        settings.node_config(genesis, key), metrics=settings["metrics.enabled"],
+        settings.node_config(genesis, key), node_key=node_key, metrics=settings["metrics.enabled"],
         metrics_host=settings["metrics.host"], metrics_port=settings["metrics.port"],
         health=settings.health_policy(),
     )
@@ -177,6 +220,23 @@ def _load_key(key_path: Path, passphrase_file: Path | None) -> bytes:
             passphrase = click.prompt(f"Passphrase for {key_path}", hide_input=True)
         return read_keystore(key_path, passphrase)
     except KeystoreError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _node_key(settings: NodeSettings) -> bytes:
+    """The decrypted node key of a networked node without a validator key (node.nodekey)."""
+    passphrase_file = (settings["node.node_key_passphrase_file"]
+                       or settings["node.passphrase_file"])
+
+    def passphrase() -> str | None:
+        secret = resolve_passphrase(passphrase_file)
+        if secret is None and click.get_text_stream("stdin").isatty():
+            secret = click.prompt("Node key passphrase", hide_input=True)
+        return secret
+
+    try:
+        return resolve_node_key(settings["node.datadir"], settings["node.node_key"], passphrase)
+    except (NodeKeyError, KeystoreError) as exc:
         raise click.ClickException(str(exc)) from None
 
 

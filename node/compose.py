@@ -5,7 +5,8 @@ argument list (`node_command`), so the two cannot drift apart. Only what differs
 process on the host and a container is rewritten:
 
 - paths: genesis, keystores and passphrase are bind-mounted read-only under /config; each node's
-  datadir is its own named volume at /data (the auditor's node key is mounted at /data/p2p.key);
+  datadir is its own named volume at /data (the auditor's encrypted node key is mounted under
+  /config/keys like the validators' keys);
 - ports: every container uses the standard ports (RPC 8545, WebSocket 8546, libp2p 30303); the
   plan's ports become the host ports the RPC listeners are published on, on 127.0.0.1 only;
 - addresses: listeners bind 0.0.0.0 inside the container and static peers are addressed by
@@ -40,7 +41,6 @@ DATA_DIR = Path("/data")
 CONTAINER_GENESIS = CONFIG_DIR / "genesis.json"
 CONTAINER_PASSPHRASE = CONFIG_DIR / "passphrase.txt"
 CONTAINER_KEYS = CONFIG_DIR / "keys"
-CONTAINER_NODE_KEY = DATA_DIR / "p2p.key"
 CONTAINER_RPC_PORT = 8545
 CONTAINER_WS_PORT = 8546
 CONTAINER_P2P_PORT = 30303
@@ -74,9 +74,13 @@ class ContainerNode(DevnetNode):
 def container_view(node: DevnetNode) -> ContainerNode:
     """`node` with container paths and the standard in-container ports."""
     key_path = None if node.key_path is None else CONTAINER_KEYS / node.key_path.name
+    node_key_path = (
+        None if node.node_key_path is None else CONTAINER_KEYS / node.node_key_path.name
+    )
     return ContainerNode(
         name=node.name, datadir=DATA_DIR, key_path=key_path, node_key=node.node_key,
         rpc_port=CONTAINER_RPC_PORT, ws_port=CONTAINER_WS_PORT, p2p_port=CONTAINER_P2P_PORT,
+        node_key_path=node_key_path,
     )
 
 
@@ -238,12 +242,11 @@ def _published(host_port: int, container_port: int) -> dict[str, Any]:
 
 def node_service(node: DevnetNode, nodes: Sequence[DevnetNode], image: str) -> dict[str, Any]:
     volumes = [_bind(f"./{COMPOSE_GENESIS}", CONTAINER_GENESIS)]
-    if node.key_path is not None:
-        volumes.append(_bind(f"./keys/{node.key_path.name}", CONTAINER_KEYS / node.key_path.name))
+    key_file = node.key_path or node.node_key_path
+    if key_file is not None:
+        volumes.append(_bind(f"./keys/{key_file.name}", CONTAINER_KEYS / key_file.name))
         volumes.append(_bind(f"./{PASSPHRASE_FILE}", CONTAINER_PASSPHRASE))
     volumes.append(_volume(f"{node.name}-data", DATA_DIR))
-    if node.key_path is None:
-        volumes.append(_bind(f"./keys/{node.name}.p2p.key", CONTAINER_NODE_KEY))
     return {
         "image": image,
         "command": container_command(node, nodes),
@@ -308,13 +311,8 @@ def write_compose(
         block_period=block_period, rpc_port=HOST_RPC_PORT, p2p_port=CONTAINER_P2P_PORT,
         chain_id=chain_id, empty_block_period=empty_block_period,
     )
-    # plan_devnet lays out datadirs for host processes; in compose they are named volumes, and
-    # the auditor's node key (its peer id is in every static peer list) is mounted instead.
+    # plan_devnet lays out datadirs for host processes; in compose they are named volumes.
     for node in nodes:
-        if node.key_path is None:
-            node_key = out_dir / "keys" / f"{node.name}.p2p.key"
-            node_key.parent.mkdir(parents=True, exist_ok=True)
-            (node.datadir / "p2p.key").replace(node_key)
         node.datadir.rmdir()
 
     ipfs_dir = out_dir / "ipfs"

@@ -53,6 +53,14 @@ SCHEMA: tuple[Option, ...] = (
            "Validator key file (keystore v3). Without it the node does not seal."),
     Option("node", "passphrase_file", "path", None,
            "File holding the key's passphrase; else $MEDLEDGER_PASSPHRASE; else a prompt."),
+    Option("node", "node_key", "path", None,
+           "Node key (keystore v3) of a networked node without `key`: its P2P identity. "
+           "Default: DATADIR/node-key.json, created encrypted on first start."),
+    Option("node", "node_key_passphrase_file", "path", None,
+           "File holding the node key's passphrase; else passphrase_file's passphrase."),
+    Option("node", "read_only", "bool", False,
+           "Auditor node: follows the chain, refuses transactions (JSON-RPC) and FHIR writes, "
+           "never seals; cannot be combined with node.key."),
     Option("rpc", "host", "str", "127.0.0.1", "Address the JSON-RPC listeners bind to."),
     Option("rpc", "port", "port", 8545, "JSON-RPC over HTTP and WebSocket; 0 = any free port."),
     Option("rpc", "ws_port", "port", 8546, "Extra WebSocket-only port; 0 = any free port."),
@@ -63,6 +71,13 @@ SCHEMA: tuple[Option, ...] = (
     Option("rpc", "max_batch", "int", 1000, "Most requests in one JSON-RPC batch."),
     Option("rpc", "cors_origins", "list", [],
            "Browser origins allowed to call the RPC (\"*\" = any)."),
+    Option("rpc", "rate_limit", "float", 100.0,
+           "Requests per second per client IP (an HTTP request or WebSocket message; a batch "
+           "counts once); beyond it HTTP 429 / error -32005. 0 = no limit."),
+    Option("rpc", "rate_burst", "int", 200,
+           "Requests a client may send at once before rpc.rate_limit applies."),
+    Option("rpc", "rate_limit_loopback", "bool", False,
+           "Also limit loopback clients (local tools and a local reverse proxy are exempt)."),
     Option("p2p", "enabled", "bool", False,
            "Join the consortium network (off: a single-validator chain only)."),
     Option("p2p", "host", "str", "127.0.0.1", "Address the libp2p host listens on."),
@@ -92,8 +107,9 @@ SCHEMA: tuple[Option, ...] = (
 OPTIONS: dict[str, Option] = {option.name: option for option in SCHEMA}
 SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(option.section for option in SCHEMA))
 REQUIRED = ("node.datadir", "node.genesis")
-_POSITIVE = {"rpc.max_body_bytes", "rpc.max_batch", "txpool.size", "health.liveness_timeout"}
-_NON_NEGATIVE = {"txpool.min_priority_fee", "consensus.empty_block_period",
+_POSITIVE = {"rpc.max_body_bytes", "rpc.max_batch", "txpool.size", "health.liveness_timeout",
+             "rpc.rate_burst"}
+_NON_NEGATIVE = {"txpool.min_priority_fee", "consensus.empty_block_period", "rpc.rate_limit",
                  "health.max_lag_blocks", "health.min_peers"}
 
 
@@ -109,6 +125,7 @@ class NodeSettings:
 
     def node_config(self, genesis: Genesis, validator_key: bytes | None) -> NodeConfig:
         """The runtime's NodeConfig for these settings (genesis and key loaded by the caller)."""
+        from node.ratelimit import RateLimit
         from node.runtime import NodeConfig
 
         v = self.values
@@ -121,6 +138,9 @@ class NodeSettings:
             cors_origins=tuple(v["rpc.cors_origins"]), p2p_host=v["p2p.host"],
             p2p_port=v["p2p.port"] if v["p2p.enabled"] else None,
             static_peers=tuple(v["p2p.peers"]), admin_rpc=v["rpc.admin"],
+            read_only=v["node.read_only"],
+            rpc_rate_limit=RateLimit(rate=v["rpc.rate_limit"], burst=v["rpc.rate_burst"],
+                                     limit_loopback=v["rpc.rate_limit_loopback"]),
         )
 
     def health_policy(self) -> HealthPolicy:
@@ -325,16 +345,30 @@ def _validate(values: dict[str, Any], sources: dict[str, str], require: tuple[st
         if not peer.startswith("/") or "/p2p/" not in peer:
             raise ConfigError(f"p2p.peers: {peer!r} is not a multiaddr like "
                               "/ip4/10.0.0.2/tcp/30303/p2p/16Uiu2...")
-    if values["node.passphrase_file"] is not None and values["node.key"] is None:
-        raise ConfigError("node.passphrase_file is set but node.key is not")
+    if (values["node.passphrase_file"] is not None and values["node.key"] is None
+            and not values["p2p.enabled"]):
+        raise ConfigError("node.passphrase_file is set but there is no key to decrypt: no "
+                          "node.key, and without p2p.enabled no node key either")
+    if values["node.key"] is not None and values["node.node_key"] is not None:
+        raise ConfigError("node.node_key and node.key are both set: a validator's node key is "
+                          "its validator key; drop node.node_key")
+    if values["node.node_key_passphrase_file"] is not None and values["node.key"] is not None:
+        raise ConfigError("node.node_key_passphrase_file is set but this node uses node.key "
+                          "(use node.passphrase_file)")
+    if values["node.read_only"] and values["node.key"] is not None:
+        raise ConfigError("node.read_only is set with node.key: a read-only (auditor) node does "
+                          "not seal blocks; drop node.key")
 
 
 CLI_PARAMS: dict[str, str] = {
     "datadir": "node.datadir", "genesis_path": "node.genesis", "key_path": "node.key",
-    "passphrase_file": "node.passphrase_file", "rpc_host": "rpc.host", "rpc_port": "rpc.port",
+    "passphrase_file": "node.passphrase_file", "node_key_file": "node.node_key",
+    "node_key_passphrase_file": "node.node_key_passphrase_file",
+    "rpc_host": "rpc.host", "rpc_port": "rpc.port",
     "ws_port": "rpc.ws_port", "admin_rpc": "rpc.admin", "p2p_host": "p2p.host",
     "p2p_port": "p2p.port", "peers": "p2p.peers",
     "empty_block_period": "consensus.empty_block_period", "log_level": "log.level",
+    "read_only": "node.read_only",
     "log_format": "log.format", "metrics": "metrics.enabled", "metrics_host": "metrics.host",
     "metrics_port": "metrics.port",
 }

@@ -2,7 +2,9 @@
 
 Consensus treats blocks as opaque; this adapter decodes them, validates them by
 executing them on the chain (keeping the result staged for finalization), and
-rewrites the round or the commit seals inside extraData.
+rewrites the round or the commit seals inside extraData. Every block from another
+node, proposed or final, must also pass account permissioning: its senders are
+checked against AccountAllowList at the parent's state.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from eth.abc import BlockAPI
 from consensus.extradata import ExtraDataError, QbftExtraData
 from consensus.seals import seal_hash
 from node.chain import BlockRejected, Chain
+from node.permissioning import OnChainPermissioning
 
 MAX_BLOCK_BYTES = 8 * 1024 * 1024
 
@@ -47,8 +50,9 @@ class EvmConsensusBlock:
 class ChainBlockOps:
     """BlockOps over a Chain. Called from the chain worker thread only."""
 
-    def __init__(self, chain: Chain) -> None:
+    def __init__(self, chain: Chain, permissioning: OnChainPermissioning | None = None) -> None:
         self.chain = chain
+        self.permissioning = permissioning or OnChainPermissioning(chain)
         self._block_class = chain.vm_at(chain.head).get_block_class()
         self.last_rejection: str | None = None
 
@@ -72,10 +76,30 @@ class ChainBlockOps:
     def validate(self, block: EvmConsensusBlock) -> bool:
         try:
             self.chain.execute_proposal(block.block)
+            self.check_permissions(block.block)
         except BlockRejected as exc:
+            self.chain.discard_built()
             self.last_rejection = str(exc)
             return False
         return True
+
+    def check_permissions(self, block: BlockAPI) -> None:
+        """BlockRejected if a sender in `block` may not transact (account permissioning)."""
+        try:
+            refused = self.permissioning.refused_sender(block)
+        except ValueError as exc:
+            raise BlockRejected(f"block #{block.number}: {exc}") from exc
+        if refused is not None:
+            raise BlockRejected(
+                f"block #{block.number} has a transaction from 0x{refused.hex()}, "
+                "an account not permitted to transact"
+            )
+
+    def import_final(self, block: BlockAPI) -> BlockAPI:
+        """Store a final block from a peer (sync or gossip) once it passes every check."""
+        if self.chain.head.hash == block.header.parent_hash:
+            self.check_permissions(block)
+        return self.chain.finalize(block)
 
     def _with_extra(self, block: EvmConsensusBlock, extra: QbftExtraData) -> EvmConsensusBlock:
         header = block.block.header.copy(extra_data=extra.encode())

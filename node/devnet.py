@@ -40,6 +40,7 @@ class DevnetNode:
     rpc_port: int
     ws_port: int
     p2p_port: int
+    node_key_path: Path | None = None  # encrypted node key (keystore v3) of a non-validator
 
     @property
     def address(self) -> bytes:
@@ -107,19 +108,14 @@ def plan_devnet(
     for index, (name, key, is_validator) in enumerate(all_keys):
         datadir = root / name
         datadir.mkdir(parents=True, exist_ok=True)
-        key_path: Path | None = None
-        if is_validator:
-            key_path = root / "keys" / f"{name}.json"
-            key_path.parent.mkdir(parents=True, exist_ok=True)
-            write_keystore(key_path, key, passphrase, kdf_iterations=DEVNET_SCRYPT_N)
-        else:
-            node_key_file = datadir / "p2p.key"
-            node_key_file.write_text(key.hex())
-            node_key_file.chmod(0o600)
+        # Every key is encrypted at rest, the auditor's node key too (keystore v3).
+        key_file = root / "keys" / (f"{name}.json" if is_validator else f"{name}.node-key.json")
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        write_keystore(key_file, key, passphrase, kdf_iterations=DEVNET_SCRYPT_N)
         nodes.append(DevnetNode(
-            name=name, datadir=datadir, key_path=key_path, node_key=key,
-            rpc_port=rpc_ports[2 * index], ws_port=rpc_ports[2 * index + 1],
-            p2p_port=p2p_ports[index],
+            name=name, datadir=datadir, key_path=key_file if is_validator else None,
+            node_key=key, rpc_port=rpc_ports[2 * index], ws_port=rpc_ports[2 * index + 1],
+            p2p_port=p2p_ports[index], node_key_path=None if is_validator else key_file,
         ))
     return genesis, nodes, passphrase_file
 
@@ -137,6 +133,9 @@ def node_command(
     ]
     if node.key_path is not None:
         command += ["--key", str(node.key_path), "--passphrase-file", str(passphrase_file)]
+    elif node.node_key_path is not None:
+        command += ["--node-key-file", str(node.node_key_path),
+                    "--node-key-passphrase-file", str(passphrase_file)]
     for other in nodes:
         if other is not node:
             command += ["--peer", other.multiaddr()]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
@@ -24,7 +24,12 @@ from eth.abc import BlockAPI
 
 from consensus.messages import MessageError, decode_message
 from consensus.qbft import Broadcast, BuildBlock, Finalized, Qbft, SetTimer
-from node.chain import BlockRejected, Chain
+from node.chain import (
+    BLOCK_GAS_LIMIT_REACHED,
+    BUILD_TIME_BUDGET_REACHED,
+    BlockRejected,
+    Chain,
+)
 from node.consensus_blocks import ChainBlockOps, EvmConsensusBlock
 from node.rpc.eth_api import StateReader
 from node.txpool import TxPool
@@ -34,6 +39,13 @@ from node.worker import ChainWorker
 log = structlog.get_logger("medledger.qbft")
 
 Publisher = Callable[[bytes], Awaitable[None]]
+# Share of the round-0 timer a proposer may spend executing transactions into its block.
+BUILD_BUDGET_FRACTION = 0.25
+LEFT_FOR_LATER = frozenset({BLOCK_GAS_LIMIT_REACHED, BUILD_TIME_BUDGET_REACHED})
+# Refusals an honest peer causes too (this node is behind, or has not started a height).
+BENIGN_REJECTIONS = frozenset({"too_far_ahead", "no_height"})
+# Height -> (block period, empty-block period, request timeout) in seconds for that height.
+TimingSchedule = Callable[[int], tuple[float, float, float]]
 BlockListener = Callable[[BlockAPI, list[dict[str, Any]]], Awaitable[None] | None]
 
 
@@ -61,6 +73,7 @@ class QbftDriver:
         block_logs: Callable[[BlockAPI], list[dict[str, Any]]] | None = None,
         prune_signed: Callable[[int], int] | None = None,
         highest_signed_round: Callable[[int], int | None] | None = None,
+        timing: TimingSchedule | None = None,
     ) -> None:
         self.chain = chain
         self.txpool = txpool
@@ -74,6 +87,7 @@ class QbftDriver:
         self._block_logs = block_logs
         self._prune_signed = prune_signed
         self._highest_signed_round = highest_signed_round
+        self._timing = timing
         self._listeners: list[BlockListener] = []
         self._send, self._receive = trio.open_memory_channel[tuple[Any, ...]](100_000)
         self._started_height = 0
@@ -85,12 +99,17 @@ class QbftDriver:
     def add_listener(self, listener: BlockListener) -> None:
         self._listeners.append(listener)
 
+    async def _step(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Chain work for consensus: ahead of queued tx admissions and RPC reads."""
+        return await self.worker.run(fn, *args, urgent=True)
+
     # -- inputs ------------------------------------------------------------------------------
 
-    def deliver(self, raw: bytes) -> bool:
-        """A consensus message from the network; False if the queue is full (dropped)."""
+    def deliver(self, raw: bytes, peer: str | None = None) -> bool:
+        """A consensus message from the network (relayed by `peer`); False if the queue is
+        full (dropped)."""
         try:
-            self._send.send_nowait(("msg", raw))
+            self._send.send_nowait(("msg", raw, peer))
         except trio.WouldBlock:
             return False
         return True
@@ -120,26 +139,59 @@ class QbftDriver:
     async def _handle_event(self, event: tuple[Any, ...]) -> None:
         kind = event[0]
         if kind == "msg":
+            rejected = self.qbft.rejected
             await self._on_message(event[1])
+            if self.qbft.rejected != rejected and self.qbft.last_rejection not in BENIGN_REJECTIONS:
+                self._log_rejection(event[1], event[2] if len(event) > 2 else None)
         elif kind == "timeout":
-            actions = await self.worker.run(self.qbft.on_timeout, event[1], event[2])
+            actions = await self._step(self.qbft.on_timeout, event[1], event[2])
             if actions:
                 self.round_changes += 1
                 log.info("round timeout", height=event[1], round=event[2])
             await self._perform(actions)
         elif kind == "built":
             _, height, round_number, block = event
-            actions = await self.worker.run(
+            actions = await self._step(
                 self.qbft.on_block_built, height, round_number, block
             )
             await self._perform(actions)
         elif kind == "head":
             await self._refresh_head()
 
+    def _log_rejection(self, raw: bytes, peer: str | None) -> None:
+        """Name the validator whose message consensus refused (equivocation, invalid block,
+        wrong proposer, ...) and the peer that relayed it, so operators can act on it."""
+        try:
+            message = decode_message(raw)
+        except MessageError:
+            return  # undecodable messages are refused, and the peer penalized, by gossip
+        log.warning(
+            "qbft message rejected",
+            reason=self.qbft.last_rejection,
+            author="0x" + message.author.hex(),
+            peer=peer,
+            kind=type(message).__name__,
+            height=message.height,
+            round=message.round,
+            detail=self.block_ops.last_rejection
+            if self.qbft.last_rejection == "invalid_block" else None,
+        )
+
     async def _refresh_head(self) -> None:
-        head = await self.worker.run(lambda: self.chain.head)
+        head = await self._step(lambda: self.chain.head)
         self._head_number = head.block_number
         self._head_timestamp = head.timestamp
+        if self._timing is not None:
+            # A genesis fork may change the timing from the next height on.
+            block_period, empty_period, timeout = self._timing(head.block_number + 1)
+            if (block_period, empty_period) != (
+                self.config.block_period, self.config.empty_block_period
+            ):
+                self.config = replace(
+                    self.config, block_period=block_period, empty_block_period=empty_period
+                )
+            if timeout != self.qbft.request_timeout:
+                await self._step(self.qbft.set_request_timeout, timeout)
 
     async def _on_message(self, raw: bytes) -> None:
         if self._started_height != self._head_number + 1:
@@ -149,7 +201,7 @@ class QbftDriver:
                 height = -1
             if height == self._head_number + 1:
                 await self._start_height()
-        actions = await self.worker.run(self.qbft.on_message, raw)
+        actions = await self._step(self.qbft.on_message, raw)
         await self._perform(actions)
 
     def _ready_to_start(self) -> bool:
@@ -183,7 +235,7 @@ class QbftDriver:
                 height, validators, parent_proposer, now_round=now_round
             )
 
-        height, actions = await self.worker.run(start)
+        height, actions = await self._step(start)
         self._started_height = height
         await self._perform(actions)
 
@@ -212,7 +264,7 @@ class QbftDriver:
         delay = earliest - time.time()
         if delay > 0:
             await trio.sleep(delay)
-        block = await self.worker.run(self._build_in_worker, height, round_number)
+        block = await self._step(self._build_in_worker, height, round_number)
         if block is not None:
             await self._send.send(("built", height, round_number, block))
 
@@ -227,11 +279,14 @@ class QbftDriver:
             state, base_fee=base_fee, gas_limit=head.gas_limit, max_count=self.config.max_block_txs
         )
         vote = self.pending_votes.next_vote(self.chain.validators_after(head))
+        # Every validator must execute the block before the round timer fires; on a loaded
+        # machine building slows too, so a time budget keeps blocks finalizable in round 0.
+        budget = self.qbft.request_timeout * BUILD_BUDGET_FRACTION
         built = self.chain.build_block(
             [p.tx for p in selected], timestamp=timestamp, proposer=self.address,
-            round_number=round_number, vote=vote,
+            round_number=round_number, vote=vote, deadline=time.monotonic() + budget,
         )
-        dropped = [tx.hash for tx, reason in built.rejected if reason != "block gas limit reached"]
+        dropped = [tx.hash for tx, reason in built.rejected if reason not in LEFT_FOR_LATER]
         self.txpool.remove(dropped)
         return EvmConsensusBlock.wrap(built.block)
 
@@ -251,7 +306,7 @@ class QbftDriver:
             logs = self._block_logs(final) if self._block_logs else []
             return final, logs
 
-        final, logs = await self.worker.run(store)
+        final, logs = await self._step(store)
         await self._refresh_head()
         if final is None:
             return

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,17 +29,19 @@ from network import (
     P2PNode,
     Validation,
     decode_tx_batch,
-    load_or_create_node_key,
     split_tx_batches,
 )
 from network.errors import CodecError
 from node.chain import Chain
 from node.consensus_blocks import ChainBlockOps
 from node.health import HealthPolicy
+from node.logindex import LogIndex, LogIndexer
 from node.metrics import NodeMetrics, instrument_dispatcher
+from node.nodekey import resolve_node_key
 from node.ops_server import OpsApp, serve_ops
 from node.permissioning import OnChainPermissioning
 from node.qbft_driver import DriverConfig, QbftDriver
+from node.ratelimit import DEFAULT_RPC_LIMIT, ClientRateLimiter, RateLimit
 from node.records.embedded import EmbeddedBlockstore
 from node.records.store import RecordStore
 from node.rpc.admin_api import AdminApi
@@ -48,11 +50,12 @@ from node.rpc.eth_api import EthApi, EthApiConfig, StateReader
 from node.rpc.filters import FilterManager
 from node.rpc.ops_api import install_ops_rpc
 from node.rpc.qbft_api import QbftApi
+from node.rpc.readonly import refuse_writes
 from node.rpc.server import RpcApp, RpcServerConfig, serve_rpc
 from node.rpc.subscriptions import SubscriptionHub
 from node.signing_guard import PersistentSigningGuard
 from node.sync import ChainSync, ChainSyncProvider
-from node.txpool import TxPool, TxPoolError
+from node.txpool import TxPool, TxPoolError, block_senders
 from node.validators import PendingVotes
 from node.worker import ChainWorker
 
@@ -62,8 +65,9 @@ if TYPE_CHECKING:  # the FHIR stack (fhir.resources, pydicom) loads only when it
 log = structlog.get_logger("medledger.node")
 
 ENDPOINTS_FILE = "endpoints.json"
-NODE_KEY_FILE = "p2p.key"
+NODE_KEY_FILE = "p2p.key"  # legacy plain node key (node.nodekey.LEGACY_NODE_KEY_FILE)
 TX_GOSSIP_INTERVAL = 0.05
+FULL_POOL_SWEEP_BLOCKS = 32
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,12 @@ class NodeConfig:
     fhir: FhirConfig | None = None  # None: no FHIR API
     fhir_key: bytes | None = None  # the hospital's service account (doctor/nurse role)
     fhir_record_key: Any = None  # the hospital's RSA record key (cryptography private key)
+    # The P2P identity of a node without validator_key (decrypted by the caller, see
+    # node.nodekey); None: only a legacy plain DATADIR/p2p.key is read, never created.
+    node_key: bytes | None = None
+    # An auditor's node: refuses transactions (JSON-RPC) and FHIR writes, and never seals.
+    read_only: bool = False
+    rpc_rate_limit: RateLimit = DEFAULT_RPC_LIMIT  # per client IP, HTTP and WebSocket
 
 
 class Node:
@@ -102,11 +112,16 @@ class Node:
         try:
             self._assemble(config)
         except Exception:
+            if getattr(self, "log_index", None) is not None:
+                self.log_index.close()
             self.chain.close()
             raise
 
     def _assemble(self, config: NodeConfig) -> None:
         genesis = config.genesis
+        if config.read_only and config.validator_key is not None:
+            raise ValueError("a read-only (auditor) node does not seal blocks: drop its "
+                             "validator key (--key) or run it without --read-only")
         self.worker = ChainWorker()
         self.permissioning = OnChainPermissioning(self.chain)
         self.txpool = TxPool(genesis.chain_id, max_size=config.txpool_size,
@@ -117,13 +132,13 @@ class Node:
         self.hub = SubscriptionHub()
         self.filters = FilterManager()
         self.pending_votes = PendingVotes()
-        self.block_ops = ChainBlockOps(self.chain)
+        self.block_ops = ChainBlockOps(self.chain, self.permissioning)
         self.guard = PersistentSigningGuard(self.chain.store)
         # As in Besu, the node key is the validator key: a node that is not a validator yet
         # signs with its node key once the validators vote it in.
         signing_key = config.validator_key
         if signing_key is None and config.p2p_port is not None:
-            signing_key = load_or_create_node_key(config.datadir / NODE_KEY_FILE)
+            signing_key = config.node_key or resolve_node_key(config.datadir, None, lambda: None)
         self.address: bytes | None = None
         if signing_key is not None:
             self.address = keys.PrivateKey(signing_key).public_key.to_canonical_address()
@@ -149,10 +164,13 @@ class Node:
                 "and its peers (--peer)"
             )
 
+        self.log_index = LogIndex.open_for(config.datadir, self.chain)
+        self.log_indexer = LogIndexer(self.log_index, self.chain, self.worker)
         self.eth = EthApi(
             self.chain, self.txpool, self.worker, self.filters, self.hub,
             EthApiConfig(min_priority_fee=config.min_priority_fee),
             peer_count=lambda: len(self.p2p.peers()) if self.p2p is not None else 0,
+            log_index=self.log_index,
         )
         self.eth.install(self.dispatcher)
         QbftApi(self.chain, self.worker, self.pending_votes).install(self.dispatcher)
@@ -164,7 +182,7 @@ class Node:
             request_timeout=genesis.qbft.request_timeout_seconds,
         )
         self.driver: QbftDriver | None = None
-        if self.address is not None:
+        if self.address is not None and not config.read_only:
             self.driver = QbftDriver(
                 self.chain, self.txpool, self.worker, self.qbft, self.block_ops,
                 DriverConfig(
@@ -179,6 +197,7 @@ class Node:
                 block_logs=self.eth.block_logs,
                 prune_signed=self.guard.prune_below,
                 highest_signed_round=self.guard.highest_round,
+                timing=self._timing_at,
             )
             self.driver.add_listener(self._on_sealed)
         self.sync: ChainSync | None = None
@@ -192,6 +211,8 @@ class Node:
         self.metrics.bind(self)  # before run(): it wraps the gossip handlers and adds listeners
         if config.admin_rpc:
             install_ops_rpc(self.dispatcher, self)
+        if config.read_only:
+            refuse_writes(self.dispatcher)
         instrument_dispatcher(self.dispatcher, self.metrics)  # last: after every install
         self.ops_port: int | None = None
         self.fhir: FhirService | None = None
@@ -202,8 +223,10 @@ class Node:
             if config.fhir_key is None or config.fhir_record_key is None:
                 raise ValueError("the FHIR API needs --fhir-key and --fhir-record-key")
             store = RecordStore(EmbeddedBlockstore(config.datadir / "records"))
+            fhir_config = replace(config.fhir, read_only=True) if config.read_only else config.fhir
             self.fhir = FhirService(self.chain, self.worker, self.txpool, store,
-                                    config.fhir_key, config.fhir, config.fhir_record_key)
+                                    config.fhir_key, fhir_config, config.fhir_record_key)
+            self.fhir.rpc = self.dispatcher  # the web UI's same-origin /rpc (allow-listed)
             if self.driver is not None:
                 self.driver.add_listener(self.fhir.on_block)
             if self.sync is not None:
@@ -211,6 +234,14 @@ class Node:
         self.txpool.subscribe(self._on_pool_tx)
         self.rpc_port: int | None = None
         self.ws_port: int | None = None
+
+    def _timing_at(self, height: int) -> tuple[float, float, float]:
+        """QBFT timing for `height` from the genesis fork schedule (the operator's empty-block
+        period, if set, still wins, as at startup)."""
+        params = self.config.genesis.qbft_at(height)
+        empty = self.config.empty_block_period or params.empty_block_period_seconds
+        return (float(params.block_period_seconds), float(max(empty, params.block_period_seconds)),
+                float(params.request_timeout_seconds))
 
     # -- events ----------------------------------------------------------------------------
 
@@ -240,11 +271,17 @@ class Node:
             nodes_changed, accounts_changed = self.permissioning.on_block(block)
             if accounts_changed:
                 self.txpool.drop_unpermitted()
-            self.txpool.on_new_head(StateReader(self.chain))
+            # Only the block's senders (and EIP-7702 authorities) can have spent nonces or
+            # balance; re-checking every pooled sender costs O(pool) state reads per block.
+            # A full sweep now and then catches what no sender list shows (a delegated
+            # EIP-7702 account spending through its code).
+            senders = None if block.number % FULL_POOL_SWEEP_BLOCKS == 0 else block_senders(block)
+            self.txpool.on_new_head(StateReader(self.chain), senders=senders)
             self._refresh_allowlist(read_contract=nodes_changed)
 
         await self.worker.run(cleanup)
         self.eth.publish_block(block, logs)
+        await self.log_indexer.on_block(block, logs)
 
     async def _on_sealed(self, block: BlockAPI, logs: list[dict[str, Any]]) -> None:
         await self._after_block(block, logs)
@@ -266,7 +303,7 @@ class Node:
         if message.author not in self.allowlist:
             return Validation.REJECT
         if self.driver is not None:
-            self.driver.deliver(payload)
+            self.driver.deliver(payload, peer_id)
         return Validation.ACCEPT
 
     async def _gossip_block(self, peer_id: str, payload: bytes) -> Validation:
@@ -283,7 +320,11 @@ class Node:
         if number > head + 1:
             self.sync.trigger()
             return Validation.IGNORE
-        return Validation.ACCEPT if await self.sync.import_raw(payload) else Validation.REJECT
+        if await self.sync.import_raw(payload):
+            return Validation.ACCEPT
+        # Stored meanwhile through consensus or sync (a race, not the peer's fault)?
+        head = await self.worker.run(lambda: self.chain.head.block_number)
+        return Validation.IGNORE if head >= number else Validation.REJECT
 
     async def _gossip_tx(self, peer_id: str, payload: bytes) -> Validation:
         try:
@@ -296,19 +337,23 @@ class Node:
             base_fee = int(self.chain.pending_header(head.timestamp + 1).base_fee_per_gas)
             state = StateReader(self.chain)
             accepted = 0
-            for raw in raws:
-                try:
-                    self.txpool.add(raw, state, block_gas_limit=head.gas_limit, base_fee=base_fee)
-                    accepted += 1
-                except TxPoolError:
-                    continue
+            # Set and cleared in the worker thread, around these adds only: a transaction
+            # an RPC client sends meanwhile (another worker call) is still published.
+            self._relaying = True
+            try:
+                for raw in raws:
+                    try:
+                        self.txpool.add(
+                            raw, state, block_gas_limit=head.gas_limit, base_fee=base_fee
+                        )
+                        accepted += 1
+                    except TxPoolError:
+                        continue
+            finally:
+                self._relaying = False
             return accepted
 
-        self._relaying = True
-        try:
-            await self.worker.run(add_all)
-        finally:
-            self._relaying = False
+        await self.worker.run(add_all)
         return Validation.ACCEPT
 
     async def _tx_gossip_loop(self) -> None:
@@ -348,6 +393,7 @@ class Node:
             max_body_bytes=self.config.max_body_bytes,
             max_ws_message_bytes=self.config.max_body_bytes,
             cors_origins=self.config.cors_origins,
+            rate_limit=self.config.rpc_rate_limit,
         )
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -363,13 +409,17 @@ class Node:
                     assert self.sync is not None
                     nursery.start_soon(self.sync.run)
                 rpc_config = self._rpc_config(self.config.rpc_port)
+                limiter = ClientRateLimiter(self.config.rpc_rate_limit)  # one per client IP
                 self.rpc_port = await nursery.start(
-                    serve_rpc, RpcApp(self.dispatcher, self.hub, rpc_config), rpc_config
+                    serve_rpc, RpcApp(self.dispatcher, self.hub, rpc_config, limiter=limiter),
+                    rpc_config,
                 )
                 if self.config.ws_port is not None:
                     ws_config = self._rpc_config(self.config.ws_port)
                     self.ws_port = await nursery.start(
-                        serve_rpc, RpcApp(self.dispatcher, self.hub, ws_config), ws_config
+                        serve_rpc,
+                        RpcApp(self.dispatcher, self.hub, ws_config, limiter=limiter),
+                        ws_config,
                     )
                 if self.fhir is not None:
                     from node.fhir import serve_fhir
@@ -380,6 +430,7 @@ class Node:
                         serve_ops, OpsApp(self.metrics, self.config.health),
                         self.config.metrics_host, self.config.metrics_port,
                     )
+                nursery.start_soon(self.log_indexer.run)
                 self._write_endpoints()
                 head = self.chain.head
                 log.info(
@@ -403,6 +454,8 @@ class Node:
         with trio.CancelScope(shield=True):
             head = await self.worker.run(lambda: self.chain.head.block_number)
             await self.worker.run(self.chain.close)
+            self.log_index.close()
+        self.worker.close()
         log.info("node stopped", head=head)
 
 

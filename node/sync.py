@@ -33,6 +33,7 @@ class ChainSyncProvider:
         self.chain = chain
         self.worker = worker
         self.max_blocks = max_blocks
+        self._forks = chain.genesis.fork_ids()  # fixed for the process: digests computed once
 
     async def status(self) -> ChainStatus:
         def read() -> ChainStatus:
@@ -40,6 +41,7 @@ class ChainSyncProvider:
             return ChainStatus(
                 chain_id=self.chain.chain_id, genesis_hash=self.chain.genesis_hash,
                 head_number=head.block_number, head_hash=head.hash,
+                forks=self._forks,
             )
 
         return await self.worker.run(read)
@@ -127,7 +129,7 @@ class ChainSync:
             head = self.chain.head
             if block.number != head.block_number + 1:
                 return None, []
-            final = self.chain.finalize(block)
+            final = self.block_ops.import_final(block)
             logs = self._block_logs(final) if self._block_logs else []
             return final, logs
 

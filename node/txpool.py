@@ -22,13 +22,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+import rlp
 import structlog
-from eth.abc import SignedTransactionAPI
+from eth.abc import BlockAPI, SignedTransactionAPI
 from eth.constants import CREATE_CONTRACT_ADDRESS, GAS_TX, SECPK1_N
 from eth.vm.forks.berlin.constants import ACCESS_LIST_TRANSACTION_TYPE
 from eth.vm.forks.cancun.constants import BLOB_TX_TYPE
 from eth.vm.forks.london.constants import DYNAMIC_FEE_TRANSACTION_TYPE
 from eth.vm.forks.prague.constants import (
+    MAGIC as SET_CODE_MAGIC,
+)
+from eth.vm.forks.prague.constants import (  # noqa: I001
     SET_CODE_TRANSACTION_TYPE,
     STANDARD_TOKEN_COST,
     TOTAL_COST_FLOOR_PER_TOKEN,
@@ -36,6 +40,8 @@ from eth.vm.forks.prague.constants import (
 from eth.vm.forks.prague.transactions import PragueTransactionBuilder
 from eth.vm.forks.shanghai.constants import INITCODE_WORD_COST, MAX_INITCODE_SIZE
 from eth_hash.auto import keccak
+from eth_keys import keys
+from eth_keys.exceptions import BadSignature, ValidationError
 
 from node.txerrors import (
     ERR_ALREADY_KNOWN,
@@ -113,6 +119,26 @@ class PoolTx:
     def effective_tip(self, base_fee: int) -> int:
         """Per-gas reward for the block proposer at `base_fee` (negative if not includable)."""
         return min(self.max_priority_fee, self.max_fee - base_fee)
+
+
+def block_senders(block: BlockAPI) -> list[bytes]:
+    """Accounts whose nonce or balance `block` can have moved against the pool: each
+    transaction's sender and every EIP-7702 authority (best effort: an authorization that
+    does not recover is skipped, as execution skips it)."""
+    accounts: list[bytes] = []
+    for tx in block.transactions:
+        accounts.append(bytes(tx.sender))
+        if tx.type_id != SET_CODE_TRANSACTION_TYPE:
+            continue
+        for auth in tx.authorization_list:
+            message = SET_CODE_MAGIC + rlp.encode([auth.chain_id, auth.address, auth.nonce])
+            try:
+                signature = keys.Signature(vrs=(auth.y_parity, auth.r, auth.s))
+                accounts.append(signature.recover_public_key_from_msg(message)
+                                .to_canonical_address())
+            except (BadSignature, ValidationError, ValueError):
+                continue
+    return accounts
 
 
 def intrinsic_gas(tx: SignedTransactionAPI) -> int:

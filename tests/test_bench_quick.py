@@ -81,8 +81,17 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path) -> None:
         assert spans == [10, 100, 300]
         # 300 blocks with a log every 20th block from block 2: 15 logs in the whole span.
         assert reads[name]["log_cost"][-1]["logs"] == 15
+        # The selective query (one indexed topic) finds its one log in every span.
+        assert [row["selective_logs"] for row in reads[name]["log_cost"]] == [1, 1, 1]
+        assert "eth_call(MedLedger.canAccess)" in reads[name]["calls"]
 
-    assert report["records"]["status"] in ("ok", "pending")
+    assert report["records"]["status"] == "ok", report["records"].get("reason")
+    sizes = report["records"]["result"]["sizes"]
+    assert [s["label"] for s in sizes] == ["1 KB", "1 MB", "8 MB"]
+    for size in sizes:
+        for op in ("store", "retrieve"):
+            assert size[op]["p99_ms"] >= size[op]["p50_ms"] > 0
+        assert size["raw"]["blockstore_cat_MBps"] > 0
     assert {g["status"] for g in report["goals"]} <= {"met", "gap", "pending"}
     assert sorted(report["plots"]) == ["readpath.png", "throughput.png"]
     for plot in report["plots"]:

@@ -282,3 +282,24 @@ def test_gas_limit_stays_at_the_genesis_value(chain: Chain) -> None:
         seal_and_store(chain, [])
     assert chain.head.gas_limit == make_genesis().gas_limit
     assert chain.pending_header(chain.head.timestamp + 1).gas_limit == make_genesis().gas_limit
+
+
+def test_build_time_budget_leaves_the_rest_for_a_later_block(chain: Chain) -> None:
+    from node.chain import BUILD_TIME_BUDGET_REACHED
+
+    txs = [decode(transfer(USER_KEYS[0], n)) for n in range(3)]
+    built = chain.build_block(txs, timestamp=chain.head.timestamp + 1, proposer=VALIDATOR,
+                              deadline=0.0)  # already past: nothing fits
+    assert list(built.block.transactions) == []
+    assert [reason for _tx, reason in built.rejected] == [BUILD_TIME_BUDGET_REACHED] * 3
+    chain.discard_built()
+    built, block = seal_and_store(chain, [transfer(USER_KEYS[0], n) for n in range(3)])
+    assert len(block.transactions) == 3 and built.rejected == ()
+
+
+def test_block_senders_names_each_sender(chain: Chain) -> None:
+    from node.txpool import block_senders
+
+    _built, block = seal_and_store(chain, [transfer(USER_KEYS[1], 0), transfer(USER_KEYS[2], 0),
+                                           transfer(USER_KEYS[1], 1)])
+    assert block_senders(block) == [USERS[1], USERS[2], USERS[1]]

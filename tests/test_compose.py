@@ -61,7 +61,7 @@ def consortium(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str
 def _keys(out: Path) -> dict[str, bytes]:
     passphrase = (out / "passphrase.txt").read_text().strip()
     found = {name: read_keystore(out / "keys" / f"{name}.json", passphrase) for name in HOSPITALS}
-    found["auditor"] = bytes.fromhex((out / "keys" / "auditor.p2p.key").read_text().strip())
+    found["auditor"] = read_keystore(out / "keys" / "auditor.node-key.json", passphrase)
     return found
 
 
@@ -74,6 +74,7 @@ def _host_plan(out: Path, root: Path) -> list[DevnetNode]:
             key_path=None if name == "auditor" else root / "keys" / f"{name}.json",
             node_key=node_keys[name], rpc_port=8545 + 2 * i, ws_port=8546 + 2 * i,
             p2p_port=30303 + i,
+            node_key_path=root / "keys" / f"{name}.node-key.json" if name == "auditor" else None,
         )
         for i, name in enumerate(NODES)
     ]
@@ -84,7 +85,8 @@ def _documented_rewrite(command: list[str], node: DevnetNode, plan: list[DevnetN
     assert command[:3] == [sys.executable, "-m", "node"]
     by_port = {n.p2p_port: n.name for n in plan}
     fixed = {"--datadir": "/data", "--genesis": "/config/genesis.json",
-             "--passphrase-file": "/config/passphrase.txt", "--rpc-port": "8545",
+             "--passphrase-file": "/config/passphrase.txt",
+             "--node-key-passphrase-file": "/config/passphrase.txt", "--rpc-port": "8545",
              "--ws-port": "8546", "--p2p-port": "30303"}
     out: list[str] = []
     args = iter(command[3:])
@@ -93,7 +95,7 @@ def _documented_rewrite(command: list[str], node: DevnetNode, plan: list[DevnetN
         if arg in fixed:
             next(args)
             out.append(fixed[arg])
-        elif arg == "--key":
+        elif arg in ("--key", "--node-key-file"):
             out.append(f"/config/keys/{Path(next(args)).name}")
         elif arg == "--peer":
             match = re.fullmatch(r"/ip4/127\.0\.0\.1/tcp/(\d+)/p2p/(\w+)", next(args))
@@ -191,7 +193,8 @@ def test_config_is_mounted_read_only_and_data_on_named_volumes(
                         "/config/passphrase.txt": "./passphrase.txt", "/data": "hospital-3-data"}
     auditor = {v["target"]: v["source"] for v in compose["services"]["auditor"]["volumes"]}
     assert auditor == {"/config/genesis.json": "./genesis.json", "/data": "auditor-data",
-                       "/data/p2p.key": "./keys/auditor.p2p.key"}
+                       "/config/keys/auditor.node-key.json": "./keys/auditor.node-key.json",
+                       "/config/passphrase.txt": "./passphrase.txt"}
 
 
 def _init_script(out: Path, kubo: str) -> str:
@@ -257,7 +260,7 @@ def test_options_change_the_consortium(tmp_path: Path) -> None:
     assert list(compose["services"]) == ["hospital-1", "hospital-2", "ipfs-hospital-1",
                                          "ipfs-hospital-2"]
     assert len(load_genesis(tmp_path / "c" / "genesis.json").validators) == 2
-    assert not (tmp_path / "c" / "keys" / "auditor.p2p.key").exists()
+    assert not (tmp_path / "c" / "keys" / "auditor.node-key.json").exists()
 
 
 def test_yaml_writer_round_trips_awkward_strings() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import uuid
 from typing import Any
@@ -16,12 +17,15 @@ from urllib.parse import quote, urlencode
 import structlog
 
 from contracts.resource_types import resource_type_code
-from node.fhir import dicom
+from node.fhir import dicom, portal
 from node.fhir.auth import parse_signed
 from node.fhir.capability import capability_statement
 from node.fhir.errors import FhirError, bad_request, operation_outcome, unauthorized
 from node.fhir.http import Receive, Request, Scope, Send, respond
 from node.fhir.index import ResourceRow, VersionRow
+from node.fhir.openapi import serve_openapi
+from node.fhir.rpcproxy import MAX_BODY_BYTES as RPC_MAX_BODY
+from node.fhir.rpcproxy import serve_rpc_proxy
 from node.fhir.searchparams import patient_reference
 from node.fhir.service import (
     PURPOSE_CODES,
@@ -30,20 +34,31 @@ from node.fhir.service import (
     PendingWrite,
     parse_account,
 )
+from node.fhir.static import DEFAULT_UI_DIR, serve_ui
 from node.fhir.validation import validate_resource
 from node.fhir.websocket import serve_live
+from node.ratelimit import ClientRateLimiter, client_host
 
 _JSON_FORMATS = {"json", "application/json", "application/fhir+json", "application/json+fhir"}
 _TYPE = re.compile(r"^[A-Z][A-Za-z]+$")
 _ETAG = re.compile(r'^(W/)?"(\d+)"$')
+_PORTAL = frozenset({"$me", "$records", "$grants", "$break-glass-cases"})
 log = structlog.get_logger("medledger.fhir")
 
 Entry = tuple[ResourceRow, VersionRow, dict[str, Any] | None]
 
 
+_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_NOT_WRITES = frozenset({"/auth/token", "/rpc"})  # a login; the RPC proxy refuses writes itself
+READ_ONLY_MESSAGE = ("this node is read-only (an auditor node): it accepts no writes; "
+                     "send them to a hospital's node")
+
+
 class FhirApp:
     def __init__(self, service: FhirService) -> None:
         self.service = service
+        self.limiter = ClientRateLimiter(service.config.rate_limit)
+        self.read_only = service.config.read_only
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -59,9 +74,28 @@ class FhirApp:
             return
         if scope["type"] != "http":
             return
+        wait = self.limiter.check(client_host(scope))
+        if wait is not None:
+            log.info("fhir.rate_limited", client=client_host(scope))
+            await respond(send, 429, operation_outcome("throttled", self.limiter.message()),
+                          {"Retry-After": str(max(1, math.ceil(wait)))})
+            return
         try:
+            if (self.read_only and scope.get("method") in _WRITE_METHODS
+                    and scope["path"].rstrip("/") not in _NOT_WRITES):
+                raise FhirError(405, "not-supported", READ_ONLY_MESSAGE)
+            if scope["path"] == "/openapi.json" and scope.get("method") in ("GET", "HEAD"):
+                await serve_openapi(send)
+                return
             if scope["path"].startswith("/dicom"):
                 await dicom.handle(self.service, scope, receive, send)
+                return
+            if scope["path"] in ("/", "/ui") or scope["path"].startswith("/ui/"):
+                await serve_ui(self.service.config.ui_dir or DEFAULT_UI_DIR, scope, send)
+                return
+            if scope["path"] == "/rpc":
+                body = await self._read_body(receive, RPC_MAX_BODY)
+                await serve_rpc_proxy(self.service.rpc, scope, body, send)
                 return
             body = await self._read_body(receive, self.service.config.max_body_bytes)
             request = Request(scope, body)
@@ -129,6 +163,8 @@ class FhirApp:
             raise FhirError(405, "not-supported", "only POST of a batch/transaction Bundle")
         if parts == ["$break-glass"] and method == "POST":
             return 200, await self.break_glass(caller, request), {}
+        if len(parts) == 1 and parts[0] in _PORTAL and method == "GET":
+            return 200, await self.portal(caller, parts[0], dict(request.query)), {}
         rtype = parts[0]
         if not _TYPE.match(rtype):
             raise bad_request(f"invalid resource type {rtype!r}")
@@ -160,6 +196,16 @@ class FhirApp:
                                                         int(parts[3]))
             return 200, resource, version_headers(request, rtype, parts[1], version)
         raise FhirError(405, "not-supported", f"{method} {request.path} is not supported")
+
+    async def portal(self, caller: Caller, operation: str, query: dict[str, str]) -> Any:
+        """The web UI's operations (portal.py)."""
+        if operation == "$me":
+            return await portal.me(self.service, caller)
+        if operation == "$records":
+            return await portal.records(self.service, caller, query)
+        if operation == "$grants":
+            return await portal.grants(self.service, caller, query)
+        return await portal.break_glass_cases(self.service, caller)
 
     @staticmethod
     def purpose(request: Request) -> Any:
@@ -280,10 +326,14 @@ class FhirApp:
         if not isinstance(params, dict) or params.get("resourceType") != "Parameters":
             raise bad_request("$break-glass takes a Parameters resource")
         values: dict[str, str] = {}
-        for p in params.get("parameter", []):
+        entries = params.get("parameter", [])
+        if not isinstance(entries, list) or not all(isinstance(p, dict) for p in entries):
+            raise bad_request("Parameters.parameter must be a list of parameters")
+        for p in entries:
             name = p.get("name")
-            value = (p.get("valueReference", {}).get("reference") or p.get("valueCode")
-                     or p.get("valueString"))
+            reference = p.get("valueReference")
+            value = ((reference.get("reference") if isinstance(reference, dict) else None)
+                     or p.get("valueCode") or p.get("valueString"))
             if isinstance(name, str) and isinstance(value, str):
                 values[name] = value
         if "patient" not in values:
@@ -304,6 +354,11 @@ class FhirApp:
         if kind not in ("batch", "transaction"):
             raise bad_request("Bundle.type must be batch or transaction")
         entries = bundle.get("entry") or []
+        if not isinstance(entries, list) or not all(
+                isinstance(e, dict) and isinstance(e.get("request") or {}, dict)
+                for e in entries):
+            raise bad_request("Bundle.entry must be a list of entries whose request is an "
+                              "object")
         if kind == "transaction":
             return await self._transaction(caller, request, entries)
         out = []
@@ -425,10 +480,10 @@ def _rewrite(node: Any, ids: dict[str, str]) -> Any:
     return node
 
 
-def parse_if_match(value: str | None) -> int | None:
+def parse_if_match(value: Any) -> int | None:
     if value is None:
         return None
-    match = _ETAG.match(value.strip())
+    match = _ETAG.match(value.strip()) if isinstance(value, str) else None
     if match is None:
         raise bad_request(f"invalid If-Match {value!r} (expected W/\"<version>\")")
     return int(match.group(2))

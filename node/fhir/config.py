@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from node.ratelimit import DEFAULT_FHIR_LIMIT, RateLimit
+
 
 @dataclass(frozen=True)
 class FhirConfig:
@@ -19,6 +21,9 @@ class FhirConfig:
     max_upload_bytes: int = 8 * 1024**3  # DICOM uploads (streamed)
     default_count: int = 50
     max_count: int = 500
+    ui_dir: Path | None = None  # the built web UI served under /ui/; None: web/dist
+    read_only: bool = False  # an auditor's node: reads only, every write is refused (405)
+    rate_limit: RateLimit = DEFAULT_FHIR_LIMIT  # per client IP (HTTP 429 past it)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import pydicom
+import structlog
 import trio
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, validate_file_meta
 from pydicom.errors import InvalidDicomError
 
 from contracts.bindings import AuditAction, AuditOutcome
@@ -40,6 +41,7 @@ from node.records.cid import parse_cid
 if TYPE_CHECKING:
     from node.fhir.service import Caller, FhirService
 
+log = structlog.get_logger("medledger.fhir")
 CHUNK = 1 << 20
 DCM = "DCM"
 
@@ -128,6 +130,26 @@ def deidentify_file(source: Path, target: Path, secret: bytes) -> None:
             shutil.copyfileobj(src, out, CHUNK)
 
 
+def parse_upload(path: Path) -> Dataset:
+    """The header of an uploaded file with every element decoded. pydicom decodes values
+    lazily, so a damaged element (an unknown VR, a bad length) would otherwise pass the upload
+    and only fail when the stored file's metadata is first read."""
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        ds.to_json_dict()
+        # A storable DICOM object (Part 10) names its SOP class and instance: without them it
+        # cannot be de-identified, indexed or sent on to a PACS.
+        validate_file_meta(ds.file_meta, enforce_standard=True)
+        missing = [k for k in ("SOPClassUID", "SOPInstanceUID") if not ds.get(k)]
+        if missing:
+            raise InvalidDicomError(f"missing {', '.join(missing)}")
+    except InvalidDicomError:
+        raise
+    except Exception as exc:
+        raise InvalidDicomError(f"{type(exc).__name__}: {exc}") from exc
+    return ds
+
+
 def metadata(ds: Dataset) -> dict[str, Any]:
     keys = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID",
             "Modality", "Rows", "Columns", "NumberOfFrames")
@@ -211,10 +233,9 @@ async def upload(service: FhirService, scope: Scope, receive: Receive
         if role != 6 or not active:
             raise FhirError(422, "processing", "X-Medledger-Patient is not an active patient")
         try:
-            ds = await trio.to_thread.run_sync(
-                lambda: pydicom.dcmread(tmp, stop_before_pixels=True))
-        except (InvalidDicomError, OSError, ValueError) as exc:
-            raise FhirError(422, "invalid", f"not a DICOM file: {exc}") from None
+            ds = await trio.to_thread.run_sync(parse_upload, tmp)
+        except Exception as exc:  # pydicom raises many kinds for damaged input
+            raise FhirError(422, "invalid", f"not a valid DICOM file: {exc}") from None
         meta = metadata(ds)
 
         def put() -> Any:
@@ -255,14 +276,20 @@ async def download(service: FhirService, caller: Caller, rid: str, send: Send, *
             version.bundle_cid, service.record_key, tmp, expected_sha3=version.sha3))
         await service.audit(row, service.default_purpose, AuditAction.READ,
                             AuditOutcome.SUCCESS, caller)
-        if mode == "metadata":
-            ds = await trio.to_thread.run_sync(
-                lambda: pydicom.dcmread(tmp, stop_before_pixels=True))
-            await respond(send, 200, {"id": rid, "dicom": ds.to_json_dict()}, {})
-            return
-        if mode == "deid":
-            out = _tempfile(service.config.datadir / "tmp")
-            await trio.to_thread.run_sync(deidentify_file, tmp, out, service.deid_secret)
+        try:
+            if mode == "metadata":
+                dicom_json = await trio.to_thread.run_sync(
+                    lambda: pydicom.dcmread(tmp, stop_before_pixels=True).to_json_dict())
+                await respond(send, 200, {"id": rid, "dicom": dicom_json}, {})
+                return
+            if mode == "deid":
+                out = _tempfile(service.config.datadir / "tmp")
+                await trio.to_thread.run_sync(deidentify_file, tmp, out, service.deid_secret)
+        except Exception as exc:  # a stored file pydicom cannot handle (uploaded before checks)
+            log.warning("dicom.unprocessable", record=f"Binary/{rid}", error=str(exc))
+            action = "read" if mode == "metadata" else "de-identified"
+            raise FhirError(422, "processing", f"the stored DICOM file cannot be {action}: "
+                                               f"{type(exc).__name__}") from None
         size = out.stat().st_size
         await send({"type": "http.response.start", "status": 200, "headers": [
             (b"content-type", b"application/dicom"), (b"content-length", str(size).encode()),

@@ -35,6 +35,8 @@ CREATE TABLE IF NOT EXISTS audit_logs (
   PRIMARY KEY (block, log_index));
 CREATE INDEX IF NOT EXISTS audit_by_patient ON audit_logs (patient);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS break_glass_requesters (
+  case_id INTEGER PRIMARY KEY, clinician BLOB NOT NULL);
 """
 
 
@@ -164,6 +166,21 @@ class SearchIndex:
             self.db.executemany("INSERT INTO consent_grants VALUES (?, ?, ?, ?)",
                                 [(consent_record, g, k, s) for g, k, s in grants])
 
+    def set_break_glass_requester(self, case_id: int, clinician: bytes) -> None:
+        """On chain the service account opens the case; this node remembers who asked."""
+        self.db.execute("INSERT OR REPLACE INTO break_glass_requesters VALUES (?, ?)",
+                        (case_id, clinician))
+
+    def break_glass_requester(self, case_id: int) -> bytes | None:
+        row = self.db.execute("SELECT clinician FROM break_glass_requesters WHERE case_id = ?",
+                              (case_id,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def consents_by_grant(self) -> dict[tuple[bytes, int, bytes], bytes]:
+        """(grantee, kind, scope) -> the Consent record that made the grant (web UI)."""
+        rows = self.db.execute("SELECT grantee, kind, scope, consent_record FROM consent_grants")
+        return {(bytes(g), k, bytes(s)): bytes(c) for g, k, s, c in rows}
+
     def consent_grants(self, consent_record: bytes) -> list[tuple[bytes, int, bytes]]:
         rows = self.db.execute(
             "SELECT grantee, kind, scope FROM consent_grants WHERE consent_record = ?",
@@ -187,4 +204,18 @@ class SearchIndex:
         rows = self.db.execute(
             "SELECT block, log_index, block_time, address, topics, data FROM audit_logs"
             " WHERE patient = ? ORDER BY block, log_index", (patient,))
+        return [(b, i, t, bytes(a), bytes(tp), bytes(d)) for b, i, t, a, tp, d in rows]
+
+    def audit_logs_of_kinds(self, patient: bytes | None, topics: set[bytes]
+                            ) -> list[tuple[int, int, int, bytes, bytes, bytes]]:
+        """Audit log copies whose event signature (topic 0) is in `topics`, of one patient
+        or (None) of all patients, in chain order."""
+        marks = ",".join("?" * len(topics))
+        sql = ("SELECT block, log_index, block_time, address, topics, data FROM audit_logs"
+               f" WHERE substr(topics, 1, 32) IN ({marks})")
+        args: list[Any] = list(topics)
+        if patient is not None:
+            sql += " AND patient = ?"
+            args.append(patient)
+        rows = self.db.execute(sql + " ORDER BY block, log_index", args)
         return [(b, i, t, bytes(a), bytes(tp), bytes(d)) for b, i, t, a, tp, d in rows]

@@ -3,7 +3,10 @@ break-glass events for patients they may see.
 
 Each connection belongs to an authenticated account. A new version is announced only to
 accounts for which `canAccess` holds on chain at that moment; grants and revocations to the
-patient and the grantee; break-glass openings to the patient and the clinician.
+patient and the grantee; break-glass openings to the patient and the clinician; new audit
+trail entries (no details, just the patient) to the patient and auditors; new final blocks
+(number, hash, time, transaction count: public chain data) to everyone. These last two
+kinds go only to subscribers that ask for them (`$live?token=...&include=block,audit`).
 """
 
 from __future__ import annotations
@@ -13,12 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from contracts.bindings import Event, Purpose, hospital_grantee
+from contracts.bindings import Event, Purpose, Role, hospital_grantee
 
 if TYPE_CHECKING:
     from node.fhir.service import Caller, FhirService
 
 QUEUE_SIZE = 256
+EXTRA_KINDS = frozenset({"block", "audit"})  # sent only to subscribers that ask (?include=)
 
 
 @dataclass(eq=False)
@@ -26,6 +30,7 @@ class Subscriber:
     caller: Caller
     send: trio.MemorySendChannel[dict[str, Any]]
     dropped: bool = field(default=False)
+    extras: frozenset[str] = field(default=frozenset())  # opted-in kinds: "block", "audit"
 
 
 class LiveHub:
@@ -33,9 +38,10 @@ class LiveHub:
         self.service = service
         self.subscribers: list[Subscriber] = []
 
-    def subscribe(self, caller: Caller) -> tuple[Subscriber, trio.MemoryReceiveChannel[Any]]:
+    def subscribe(self, caller: Caller, extras: frozenset[str] = frozenset()
+                  ) -> tuple[Subscriber, trio.MemoryReceiveChannel[Any]]:
         send, receive = trio.open_memory_channel[dict[str, Any]](QUEUE_SIZE)
-        sub = Subscriber(caller, send)
+        sub = Subscriber(caller, send, extras=extras & EXTRA_KINDS)
         self.subscribers.append(sub)
         return sub, receive
 
@@ -62,6 +68,25 @@ class LiveHub:
         for sub in list(self.subscribers):
             if sub.caller.address in (patient, clinician):
                 self._deliver(sub, message)
+
+    def publish_block(self, number: int, block_hash: bytes, timestamp: int, tx_count: int
+                      ) -> None:
+        """A new final block, to every subscriber (the web UI's consortium view)."""
+        message = {"event": "block", "number": number, "hash": "0x" + block_hash.hex(),
+                   "timestamp": timestamp, "transactions": tx_count}
+        for sub in list(self.subscribers):
+            if "block" in sub.extras:
+                self._deliver(sub, message)
+
+    def publish_audit(self, patients: set[bytes]) -> None:
+        """New audit trail entries (accesses, grants, break-glass, ...) of these patients, to
+        the patient and to auditors (whose review queue may have changed)."""
+        for patient in patients:
+            message = {"event": "audit", "patient": self._patient_ref(patient)}
+            for sub in list(self.subscribers):
+                if "audit" in sub.extras and (sub.caller.address == patient
+                                              or sub.caller.role == Role.AUDITOR):
+                    self._deliver(sub, message)
 
     async def publish_events(self, events: list[Event]) -> None:
         for event in events:

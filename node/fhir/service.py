@@ -16,7 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 import trio
@@ -50,6 +50,9 @@ from node.records.keys import PrivateKey
 from node.records.store import RecordStore
 from node.txpool import TxPool
 from node.worker import ChainWorker
+
+if TYPE_CHECKING:
+    from node.rpc.dispatch import Dispatcher
 
 log = structlog.get_logger("medledger.fhir")
 
@@ -136,6 +139,7 @@ class FhirService:
         self.deid_secret = keccak(b"medledger:dicom-deid:" + signing_key)
         self._emergency: dict[tuple[bytes, bytes], int] = {}
         self._audit_lock = trio.Lock()
+        self.rpc: Dispatcher | None = None  # the node's JSON-RPC, for the web UI's /rpc
 
     @property
     def service_address(self) -> bytes:
@@ -502,8 +506,11 @@ class FhirService:
         _, active = await self.chainio.view("member", caller.hospital)
         if not active:
             raise forbidden("the clinician's hospital is not an active member")
-        patient = self.index.patient_account(patient_ref)
-        if patient is None:
+        # By Patient reference, or by the patient's account (a wristband / card in an
+        # emergency, when the clinician cannot search the patient's records yet).
+        patient = (parse_account(patient_ref) if patient_ref.startswith("0x")
+                   else self.index.patient_account(patient_ref))
+        if patient is None or not self.index.patient_refs(patient):
             raise not_found(f"{patient_ref} is not known")
         code = BREAK_GLASS_REASONS.get(reason) or (int(reason) if reason.isdigit() else 0)
         if code not in {int(r) for r in BreakGlassReason}:
@@ -520,6 +527,7 @@ class FhirService:
         (opened,) = [e for e in self.medledger.decode_logs(receipt.logs)
                      if e.name == "BreakGlassOpened"]
         self._emergency[(caller.address, patient)] = int(opened.args["until"])
+        self.index.set_break_glass_requester(int(opened.args["caseId"]), caller.address)
         log.warning("fhir.break_glass", clinician=hex_account(caller.address),
                     patient=patient_ref, case=opened.args["caseId"], reason=code)
         self.live.publish_break_glass(patient, caller.address, int(opened.args["caseId"]))
@@ -560,16 +568,19 @@ class FhirService:
         return out
 
     async def sync_audit(self) -> None:
-        """Copy the audit events of blocks not seen yet into the local index."""
+        """Copy the audit events of blocks not seen yet into the local index, and tell the
+        live subscribers whose patients got new events."""
         async with self._audit_lock:
             start = self.index.audit_height() + 1
+            touched: set[bytes] = set()
             for number, rows in await self.chainio.worker.run(self._scan_audit, start):
                 self.index.add_audit_logs(number, rows)
+                touched.update(row[3] for row in rows if row[3] is not None)
+            if touched:
+                self.live.publish_audit(touched)
 
-    async def audit_trail(self, caller: Caller, patient_ref: str) -> list[dict[str, Any]]:
-        patient = self.index.patient_account(patient_ref)
-        if patient is None:
-            raise not_found(f"{patient_ref} is not known")
+    async def require_trail_reader(self, caller: Caller, patient: bytes) -> None:
+        """The patient, a delegate, or an auditor of the patient's or this node's hospital."""
         allowed = caller.address == patient or await self.chainio.view(
             "isDelegate", patient, caller.address)
         if not allowed and caller.role == Role.AUDITOR:
@@ -577,6 +588,24 @@ class FhirService:
             allowed = caller.hospital in (home, self.hospital)
         if not allowed:
             raise forbidden("only the patient, a delegate or an auditor reads the audit trail")
+
+    def audit_events(self, patient: bytes | None, topics: set[bytes]
+                     ) -> list[tuple[Event, int]]:
+        """Decoded audit events of the given kinds (topic 0) from the local copy, with their
+        block time, in chain order."""
+        out = []
+        for _, _, ts, address, raw, data in self.index.audit_logs_of_kinds(patient, topics):
+            entry = LogEntry(address, tuple(raw[i:i + 32] for i in range(0, len(raw), 32)), data)
+            event = self.medledger.decode_log(entry)
+            if event is not None:
+                out.append((event, ts))
+        return out
+
+    async def audit_trail(self, caller: Caller, patient_ref: str) -> list[dict[str, Any]]:
+        patient = self.index.patient_account(patient_ref)
+        if patient is None:
+            raise not_found(f"{patient_ref} is not known")
+        await self.require_trail_reader(caller, patient)
         await self.sync_audit()
         events = []
         for number, log_index, ts, address, topics, data in self.index.audit_logs(patient):
@@ -596,6 +625,9 @@ class FhirService:
         a problem here must not stop the node's block processing."""
         try:
             await self._on_block(logs)
+            header = block.header
+            self.live.publish_block(int(header.block_number), bytes(header.hash),
+                                    int(header.timestamp), len(block.transactions))
         except Exception:
             log.exception("fhir.block_listener_failed", block=getattr(block, "number", None))
 

@@ -1,4 +1,5 @@
-"""WebSocket endpoint `/fhir/$live?token=<bearer token>` for live updates (live.py)."""
+"""WebSocket endpoint `/fhir/$live?token=<bearer token>[&include=block,audit]` for live
+updates (live.py)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ async def serve_live(service: FhirService, scope: Scope, receive: Receive, send:
         await send({"type": "websocket.close", "code": CLOSE_POLICY_VIOLATION})
         return
     await send({"type": "websocket.accept"})
-    sub, events = service.live.subscribe(caller)
+    include = ",".join(query.get("include") or []).split(",")
+    sub, events = service.live.subscribe(caller, frozenset(k.strip() for k in include))
     try:
         async with trio.open_nursery() as nursery:
 

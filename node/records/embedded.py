@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import os
 import secrets
 from collections.abc import Iterator
@@ -39,6 +40,15 @@ def _parse(cid: str) -> CID:
         return CID.parse(cid)
     except CIDError as exc:
         raise BlockstoreError(str(exc)) from None
+
+
+def _write_error(root: Path, exc: OSError) -> BlockstoreError:
+    """A clear error for a failed write; the temp-file-and-rename left no partial block."""
+    hint = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded",
+            errno.EROFS: "read-only file system", errno.EACCES: "permission denied"}
+    reason = hint.get(exc.errno or 0, exc.strerror or str(exc))
+    return BlockstoreError(f"cannot write to the record store {root}: {reason}; nothing "
+                           "partial was stored, free space or fix permissions and retry")
 
 
 class EmbeddedBlockstore(Blockstore):
@@ -77,17 +87,19 @@ class EmbeddedBlockstore(Blockstore):
         path = self._block_path(cid)
         if path.is_file():
             return
-        path.parent.mkdir(exist_ok=True)
         tmp = self._tmp / f"{path.name}.{secrets.token_hex(6)}"
         try:
+            path.parent.mkdir(exist_ok=True)
             with open(tmp, "wb") as handle:
                 handle.write(block)
                 if self.durable:
                     handle.flush()
                     os.fsync(handle.fileno())
             os.replace(tmp, path)
+        except OSError as exc:
+            raise _write_error(self.root, exc) from exc
         finally:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):
                 tmp.unlink()
 
     def get_block(self, cid: CID) -> bytes:
@@ -158,7 +170,10 @@ class EmbeddedBlockstore(Blockstore):
         return (self._pins / _parse(cid).encode()).exists()
 
     def _write_pin(self, cid: str) -> None:
-        (self._pins / cid).touch()
+        try:
+            (self._pins / cid).touch()
+        except OSError as exc:
+            raise _write_error(self.root, exc) from exc
 
     def _walk(self, root: CID) -> Iterator[CID]:
         """Every CID in the DAG under `root`; blocks that are missing are yielded, not followed."""

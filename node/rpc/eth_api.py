@@ -18,6 +18,7 @@ from eth.abc import BlockAPI, BlockHeaderAPI
 from eth_bloom import BloomFilter
 
 from node.chain import Chain
+from node.logindex import LogIndex
 from node.rpc import execution
 from node.rpc import formatters as fmt
 from node.rpc.dispatch import CallContext, Dispatcher
@@ -86,8 +87,10 @@ class EthApi:
         hub: SubscriptionHub,
         config: EthApiConfig | None = None,
         peer_count: Callable[[], int] = lambda: 0,
+        log_index: LogIndex | None = None,
     ) -> None:
         self.chain = chain
+        self.log_index = log_index  # None: eth_getLogs scans the blocks
         self.txpool = txpool
         self.worker = worker
         self.filters = filters
@@ -605,17 +608,25 @@ class EthApi:
             return self._logs_of_block(block, criteria)
         first, last = self._range_for(criteria)
         results: list[dict[str, Any]] = []
+        if self.log_index is not None:
+            # The index answers for the blocks it covers; blocks past its head are scanned.
+            answer = self.log_index.query(criteria, first, last, self.config.max_log_results + 1)
+            results, first = answer.logs, max(first, answer.through + 1)
+            self._check_log_count(results)
         for number in range(first, last + 1):
             header = self.chain.header_by_number(number)
             if header is None or not _bloom_may_match(header.bloom, criteria):
                 continue
             results.extend(self._logs_of_block(self.chain.block_by_header(header), criteria))
-            if len(results) > self.config.max_log_results:
-                raise RpcError(
-                    LIMIT_EXCEEDED,
-                    f"query returned more than {self.config.max_log_results} results",
-                )
+            self._check_log_count(results)
         return results
+
+    def _check_log_count(self, results: list[dict[str, Any]]) -> None:
+        if len(results) > self.config.max_log_results:
+            raise RpcError(
+                LIMIT_EXCEEDED,
+                f"query returned more than {self.config.max_log_results} results",
+            )
 
     async def eth_get_logs(self, params: list[Any], ctx: CallContext) -> list[dict[str, Any]]:
         (value,) = expect_params(params, 1, 1)

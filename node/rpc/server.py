@@ -12,16 +12,18 @@ eth_subscription notifications are interleaved with responses.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 import trio
 
 from node.asgi_serve import listen_socket, serve_asgi
+from node.ratelimit import ClientRateLimiter, RateLimit, client_host
 from node.rpc.dispatch import CallContext, Dispatcher
-from node.rpc.errors import INVALID_REQUEST, RpcError
+from node.rpc.errors import INVALID_REQUEST, LIMIT_EXCEEDED, RpcError
 from node.rpc.subscriptions import SubscriptionHub, WsConnection
 
 Scope = MutableMapping[str, Any]
@@ -32,6 +34,8 @@ JSON_CONTENT_TYPES = frozenset(
     {"application/json", "application/json-rpc", "application/jsonrequest"}
 )
 CLOSE_POLICY_VIOLATION = 1008
+CLOSE_TRY_AGAIN_LATER = 1013
+_LIMITED_PARSE_BYTES = 64 * 1024  # a rate-limited message is parsed (for its ids) up to this
 CLOSE_INTERNAL_ERROR = 1011
 _JSON_HEADER = (b"content-type", b"application/json")
 _DISCARD_MIN_BYTES = 1024 * 1024  # of an oversize body, up to this (or max_body_bytes) and ...
@@ -51,6 +55,9 @@ class RpcServerConfig:
     ws_max_concurrent_requests: int = 32  # in-flight requests per WS connection
     shutdown_grace_seconds: float = 3.0  # open connections get this long to finish on shutdown
     send_timeout_seconds: float = 30.0  # a peer that accepts no data this long is disconnected
+    # Per client IP: HTTP requests and WebSocket messages (a batch counts once); off by default
+    # here, the node sets its configured limit (node/config.py: rpc.rate_limit).
+    rate_limit: RateLimit = field(default_factory=RateLimit)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -67,8 +74,8 @@ class RpcServerConfig:
             raise ValueError("cors_origins must be a tuple of origins, not a string")
 
 
-def _error_body(message: str) -> bytes:
-    error = RpcError(INVALID_REQUEST, message).to_json()
+def _error_body(message: str, code: int = INVALID_REQUEST) -> bytes:
+    error = RpcError(code, message).to_json()
     return _dumps({"jsonrpc": "2.0", "id": None, "error": error})
 
 
@@ -105,13 +112,17 @@ class RpcApp:
         hub: SubscriptionHub,
         config: RpcServerConfig,
         log: Any = None,
+        limiter: ClientRateLimiter | None = None,
     ) -> None:
+        """`limiter`: share one per-client budget between listeners (HTTP and WS ports);
+        default: this app's own, from `config.rate_limit`."""
         self.dispatcher = dispatcher
         self.hub = hub
         self.config = config
         self.log = log if log is not None else structlog.get_logger("rpc")
         self._any_origin = "*" in config.cors_origins
         self._origins = frozenset(_normalize_origin(o) for o in config.cors_origins if o != "*")
+        self.limiter = limiter if limiter is not None else ClientRateLimiter(config.rate_limit)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -173,7 +184,12 @@ class RpcApp:
         discard = max(limit, _DISCARD_MIN_BYTES)
         refusal: tuple[int, str, list[tuple[bytes, bytes]]] | None = None
         content_type = (_header(scope, b"content-type") or "").split(";", 1)[0].strip().lower()
-        if method != "POST":
+        wait = self.limiter.check(client_host(scope))
+        if wait is not None:
+            self.log.info("rpc.rate_limited", remote=_remote(scope))
+            retry = str(max(1, math.ceil(wait))).encode()
+            refusal = (429, self.limiter.message(), [(b"retry-after", retry)])
+        elif method != "POST":
             message = "method not allowed: send JSON-RPC requests with POST"
             refusal = (405, message, [(b"allow", b"POST, OPTIONS")])
         elif content_type not in JSON_CONTENT_TYPES:
@@ -186,7 +202,8 @@ class RpcApp:
                     extra.append((b"connection", b"close"))
             except _Disconnected:
                 return
-            await _respond(send, status, _error_body(message), cors + extra)
+            code = LIMIT_EXCEEDED if status == 429 else INVALID_REQUEST
+            await _respond(send, status, _error_body(message, code), cors + extra)
             return
 
         declared = _header(scope, b"content-length")
@@ -226,6 +243,11 @@ class RpcApp:
             self.log.info("rpc.ws_origin_refused", origin=origin, remote=_remote(scope))
             await send({"type": "websocket.close", "code": CLOSE_POLICY_VIOLATION})
             return
+        if self.limiter.check(client_host(scope)) is not None:
+            self.log.info("rpc.rate_limited", remote=_remote(scope))
+            await send({"type": "websocket.close", "code": CLOSE_TRY_AGAIN_LATER,
+                        "reason": self.limiter.message()})
+            return
         await send({"type": "websocket.accept"})
 
         connection = WsConnection(
@@ -235,7 +257,7 @@ class RpcApp:
             async with trio.open_nursery() as nursery:
                 connection.attach(nursery.cancel_scope)
                 nursery.start_soon(self._ws_writer, connection, send)
-                await self._ws_reader(connection, receive, nursery)
+                await self._ws_reader(connection, receive, nursery, client_host(scope))
                 nursery.cancel_scope.cancel()  # client gone: stop the writer and open requests
         finally:
             self.hub.drop_connection(connection)
@@ -251,7 +273,8 @@ class RpcApp:
         )
 
     async def _ws_reader(
-        self, connection: WsConnection, receive: Receive, nursery: trio.Nursery
+        self, connection: WsConnection, receive: Receive, nursery: trio.Nursery,
+        client: str | None = None,
     ) -> None:
         limiter = trio.Semaphore(self.config.ws_max_concurrent_requests)
         limit = self.config.max_ws_message_bytes
@@ -270,6 +293,9 @@ class RpcApp:
                 await connection.send(
                     _error_body(f"message too large (max {limit} bytes)").decode()
                 )
+                continue
+            if self.limiter.check(client) is not None:
+                await connection.send(_limited_answer(data, self.limiter.message()))
                 continue
             await limiter.acquire()  # backpressure: stop reading while too many are in flight
             nursery.start_soon(self._ws_request, connection, data, limiter)
@@ -294,6 +320,25 @@ class RpcApp:
         async with connection.outbound() as outbound:
             async for text in outbound:
                 await send({"type": "websocket.send", "text": text})
+
+
+def _limited_answer(data: bytes, message: str) -> str:
+    """-32005 for every request in a rate-limited WebSocket message, under the request's own
+    id so the client's pending call fails instead of waiting; id null when unparsable."""
+    try:
+        request = json.loads(data) if len(data) <= _LIMITED_PARSE_BYTES else None
+    except ValueError:
+        request = None
+    error = RpcError(LIMIT_EXCEEDED, message).to_json()
+    items = request if isinstance(request, list) else [request]
+    answers = []
+    for item in items:
+        request_id = item.get("id") if isinstance(item, dict) else None
+        if not isinstance(request_id, str | int | float) or isinstance(request_id, bool):
+            request_id = None
+        answers.append({"jsonrpc": "2.0", "id": request_id, "error": error})
+    payload = answers if isinstance(request, list) and answers else answers[0]
+    return json.dumps(payload, separators=(",", ":"), allow_nan=False)
 
 
 def _normalize_origin(origin: str) -> str:

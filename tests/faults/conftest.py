@@ -1,0 +1,27 @@
+"""Prints the chaos campaign's fault report at the end of the run (also without `-s`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+FAULT_REPORTS = pytest.StashKey[list[str]]()
+
+
+@pytest.fixture
+def publish_fault_report(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """Keep a report table for the terminal summary."""
+
+    def publish(table: str) -> None:
+        request.config.stash.setdefault(FAULT_REPORTS, []).append(table)
+
+    return publish
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
+) -> None:
+    for table in config.stash.get(FAULT_REPORTS, []):
+        terminalreporter.section("medledger fault report")
+        terminalreporter.write_line(table)
