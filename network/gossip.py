@@ -9,6 +9,7 @@ also avoids their 32-message limit and its warnings.
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 
@@ -118,6 +119,12 @@ class GossipService:
             allowed_topics={config.topic(kind) for kind in GOSSIP_KINDS},
         )
         self.pubsub.peer_queues = _TunedPeerQueues(config.outbound_queue_size, max_rpc)
+        # Message ids are (origin, seqno) and py-libp2p starts seqnos at the wall-clock second,
+        # adding one per message: a node that published faster than one message a second and
+        # restarts reuses seqnos its peers still hold as seen (silently dropped as duplicates,
+        # or as equivocation when the content differs) until it passes its old counter. Start
+        # at the wall-clock nanosecond instead, beyond anything a previous run could reach.
+        self.pubsub.counter = max(self.pubsub.counter, time.time_ns())
 
     async def start(self) -> None:
         """Subscribe to every kind (call once Pubsub and the router are running)."""

@@ -139,3 +139,36 @@ async def test_a_taken_port_is_an_error_not_a_shared_listener() -> None:
         with pytest.raises(NetworkError, match="Address already in use"):
             await make_node(kb, allow(kb), port=port).run()
         nursery.cancel_scope.cancel()
+
+
+@trio_test
+async def test_a_restarted_node_is_heard_even_after_a_burst_before_its_restart() -> None:
+    # Message ids are (origin, seqno). py-libp2p starts seqnos at the wall-clock second and
+    # adds one per message: after a burst, a restarted node would reuse seqnos its peer still
+    # holds as seen, and everything it published would be dropped for minutes.
+    ka, kb = new_key(), new_key()
+    allowlist = allow(ka, kb)
+    async with trio.open_nursery() as nursery:
+        runner = Runner(nursery)
+        b = await runner.start(make_node(kb, allowlist))
+        b_addr = b.listen_addrs[0]
+        port = int(b_addr.split("/tcp/")[1].split("/")[0])
+        a = await runner.start(
+            make_node(ka, allowlist, static_peers=(b_addr,), reconnect_max_backoff=1.0)
+        )
+        at_a = Collector()
+        a.set_handler("tx", at_a)
+        await wait_mesh([a, b], kinds=("tx",))
+        for n in range(200):
+            await b.publish("tx", b"before %d" % n)
+        await at_a.wait_for(b"before 199")
+
+        await runner.stop(b)
+        await wait_until(lambda: a.peers() == [])
+        restarted = await runner.start(make_node(kb, allowlist, port=port))
+        with trio.fail_after(WAIT):
+            await a.wait_connected(restarted.peer_id)
+        await wait_mesh([a, restarted], kinds=("tx",))
+        await restarted.publish("tx", b"after restart")
+        await at_a.wait_for(b"after restart")
+        nursery.cancel_scope.cancel()
