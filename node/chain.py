@@ -512,6 +512,12 @@ class Chain:
             raise BlockRejected("block mixHash is not the QBFT digest")
         if block.header.timestamp <= parent.timestamp:
             raise BlockRejected("block timestamp is not after its parent's")
+        # py-evm would let a proposer drift the gas limit by 1/1024 a block; the consortium's
+        # limit changes only where the fork schedule says.
+        expected_gas_limit = self.next_gas_limit(parent)
+        if block.header.gas_limit != expected_gas_limit:
+            raise BlockRejected(f"block gas limit {block.header.gas_limit} is not the "
+                                f"consortium's {expected_gas_limit}")
         return extra
 
     def execute_proposal(self, block: BlockAPI) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import sys
 import tempfile
@@ -12,7 +13,9 @@ import click
 
 from node.chaos import SCENARIOS
 
-DEFAULT_FUZZ_SUMMARY = Path("tests") / "fuzz" / "fuzz-summary.json"
+# Where the fuzz suite writes its case count (tests/fuzz/stats.py): fuzz.json in
+# $MEDLEDGER_FAULT_REPORT_DIR (default: the current directory).
+DEFAULT_FUZZ_SUMMARY = Path(os.environ.get("MEDLEDGER_FAULT_REPORT_DIR", ".")) / "fuzz.json"
 
 
 @click.command("chaos")

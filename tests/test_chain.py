@@ -303,3 +303,23 @@ def test_block_senders_names_each_sender(chain: Chain) -> None:
     _built, block = seal_and_store(chain, [transfer(USER_KEYS[1], 0), transfer(USER_KEYS[2], 0),
                                            transfer(USER_KEYS[1], 1)])
     assert block_senders(block) == [USERS[1], USERS[2], USERS[1]]
+
+
+def test_a_drifted_gas_limit_is_rejected_even_when_sealed(tmp_path: Path) -> None:
+    # py-evm alone allows +-1/1024 per block; the consortium's limit moves only at forks.
+    proposer = Chain(tmp_path / "p", make_genesis())
+    follower = Chain(tmp_path / "f", make_genesis())
+    try:
+        _, block = seal_and_store(proposer, [])
+        header = block.header.copy(gas_limit=block.header.gas_limit + 1)
+        seal = sign_seal(seal_hash(header), VALIDATOR_KEY)
+        header = header.copy(extra_data=QbftExtraData.decode(header.extra_data)
+                             .with_seals((seal,)).encode())
+        with pytest.raises(BlockRejected, match="gas limit"):
+            follower.import_block(block.copy(header=header))
+        assert follower.head.block_number == 0
+        follower.import_block(block)
+        assert follower.head.hash == block.hash
+    finally:
+        proposer.close()
+        follower.close()

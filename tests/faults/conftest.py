@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -25,3 +26,11 @@ def pytest_terminal_summary(
     for table in config.stash.get(FAULT_REPORTS, []):
         terminalreporter.section("medledger fault report")
         terminalreporter.write_line(table)
+    # The fuzz suite runs after the campaign in one session; its count completes the report.
+    fuzz_stats = sys.modules.get("tests.fuzz.stats")
+    if fuzz_stats is not None and config.stash.get(FAULT_REPORTS, []):
+        counts = fuzz_stats.summary()
+        terminalreporter.write_line(
+            f"fuzz cases run in this session: {counts['fuzz_cases']} "
+            f"(failing properties: {counts['failures']})"
+        )
