@@ -105,3 +105,11 @@ def test_signed_requests_and_tokens() -> None:
     time.sleep(0.4)
     with pytest.raises(FhirError, match="expired"):  # automatic logoff
         auth.token_address(token)
+
+
+def test_non_ascii_digits_are_not_a_snomed_id() -> None:
+    # str.isdigit() accepts '²' and '٣'; the check digit needs ASCII digits.
+    from node.fhir.coding import snomed_error
+
+    assert snomed_error("²²²²²²") is not None
+    assert snomed_error("٣٣٣٣٣٣٣") is not None

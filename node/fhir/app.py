@@ -190,7 +190,7 @@ class FhirApp:
             entries = await self.service.history(caller, rtype, parts[1], purpose)
             return 200, history_bundle(request, entries), {}
         elif len(parts) == 4 and parts[2] == "_history" and method == "GET":
-            if not parts[3].isdigit():
+            if not (parts[3].isascii() and parts[3].isdigit()):  # not '²'
                 raise bad_request(f"invalid version id {parts[3]!r}")
             version, resource = await self.service.read(caller, rtype, parts[1], purpose,
                                                         int(parts[3]))

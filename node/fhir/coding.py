@@ -63,7 +63,7 @@ def snomed_error(code: str) -> str | None:
 
 
 def snomed_id_error(code: str) -> str | None:
-    if not code.isdigit() or not 6 <= len(code) <= 18 or code[0] == "0":
+    if not (code.isascii() and code.isdigit()) or not 6 <= len(code) <= 18 or code[0] == "0":
         return "a SNOMED CT id is 6 to 18 digits without a leading zero"
     if code[-3:-1] not in _SNOMED_PARTITIONS:
         return f"partition identifier {code[-3:-1]!r} is not a SNOMED CT partition"

@@ -512,7 +512,8 @@ class FhirService:
                    else self.index.patient_account(patient_ref))
         if patient is None or not self.index.patient_refs(patient):
             raise not_found(f"{patient_ref} is not known")
-        code = BREAK_GLASS_REASONS.get(reason) or (int(reason) if reason.isdigit() else 0)
+        numeric = reason.isascii() and reason.isdigit()  # str.isdigit() accepts '²'
+        code = BREAK_GLASS_REASONS.get(reason) or (int(reason) if numeric else 0)
         if code not in {int(r) for r in BreakGlassReason}:
             raise unprocessable("a break-glass reason code is required: life-threatening, "
                                 "unable-to-consent, urgent-consent-unobtainable or other")

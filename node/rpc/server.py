@@ -207,7 +207,10 @@ class RpcApp:
             return
 
         declared = _header(scope, b"content-length")
-        length = int(declared) if declared is not None and declared.strip().isdigit() else None
+        declared = declared.strip() if declared is not None else None
+        # str.isdigit() also accepts digits like '²' that int() refuses.
+        numeric = declared is not None and declared.isascii() and declared.isdigit()
+        length = int(declared) if numeric else None  # type: ignore[arg-type]
         try:
             if length is not None and length > limit:
                 if length <= limit + discard:

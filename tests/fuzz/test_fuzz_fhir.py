@@ -224,3 +224,11 @@ def test_found_by_fuzzing_unstorable_dicom_is_refused_at_upload(fhir: FhirNode) 
 def test_still_serving_after_the_fuzzing(fhir: FhirNode, patient: str) -> None:
     read = fhir.client("doc-a").get(f"/{patient}")
     assert read.status_code == 200 and read.json()["resourceType"] == "Patient"
+
+
+def test_found_by_fuzzing_non_ascii_digits_are_not_version_ids(fhir: FhirNode) -> None:
+    """Regression: '²' passes str.isdigit() but not int(); this vread was a 500."""
+    response = httpx.get(fhir.base + "/fhir/Condition/kCTE/_history/%C2%B2",
+                         headers=auth(fhir), timeout=60)
+    assert_fhir_answer(response)
+    assert response.status_code == 400, response.text
