@@ -16,6 +16,7 @@ from node.fhir.auth import sign_request
 from tests.fhir_fixtures.harness import (
     FhirNode,
     address_of,
+    create_patient,
     key_of,
     observation,
     patient_resource,
@@ -34,16 +35,12 @@ def fhir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FhirNode]:
 
 @pytest.fixture(scope="module")
 def patient1(fhir: FhirNode) -> str:
-    response = fhir.client("doc-a").post("/Patient", json=patient_resource("pat-1", "One"))
-    assert response.status_code == 201, response.text
-    return f"Patient/{response.json()['id']}"
+    return create_patient(fhir, "pat-1", "One")
 
 
 @pytest.fixture(scope="module")
 def patient2(fhir: FhirNode) -> str:
-    response = fhir.client("doc-a").post("/Patient", json=patient_resource("pat-2", "Two"))
-    assert response.status_code == 201, response.text
-    return f"Patient/{response.json()['id']}"
+    return create_patient(fhir, "pat-2", "Two")
 
 
 def access_logs(fhir: FhirNode, record_id: bytes) -> list[tuple[int, int]]:

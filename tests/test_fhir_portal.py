@@ -16,8 +16,8 @@ from node.fhir.static import DEFAULT_UI_DIR, resolve
 from tests.fhir_fixtures.harness import (
     FhirNode,
     address_of,
+    create_patient,
     observation,
-    patient_resource,
     start_fhir_node,
 )
 from tests.fhir_fixtures.wsclient import WsClient
@@ -38,16 +38,12 @@ def fhir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FhirNode]:
 
 @pytest.fixture(scope="module")
 def patient1(fhir: FhirNode) -> str:
-    response = fhir.client("doc-a").post("/Patient", json=patient_resource("pat-1", "One"))
-    assert response.status_code == 201, response.text
-    return f"Patient/{response.json()['id']}"
+    return create_patient(fhir, "pat-1", "One")
 
 
 @pytest.fixture(scope="module")
 def patient2(fhir: FhirNode) -> str:
-    response = fhir.client("doc-a").post("/Patient", json=patient_resource("pat-2", "Two"))
-    assert response.status_code == 201, response.text
-    return f"Patient/{response.json()['id']}"
+    return create_patient(fhir, "pat-2", "Two")
 
 
 def test_me_names_role_hospital_and_patient_refs(fhir: FhirNode, patient1: str) -> None:

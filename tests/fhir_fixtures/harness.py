@@ -214,6 +214,13 @@ def patient_resource(actor: str, family: str) -> dict[str, Any]:
                             "value": "0x" + address_of(actor).hex()}]}
 
 
+def create_patient(node: FhirNode, actor: str, family: str) -> str:
+    """POST a Patient for `actor` as doc-a; its reference ("Patient/<id>")."""
+    response = node.client("doc-a").post("/Patient", json=patient_resource(actor, family))
+    assert response.status_code == 201, response.text
+    return f"Patient/{response.json()['id']}"
+
+
 def observation(patient_ref: str, code: str = "8867-4", value: float = 72.0,
                 when: str = "2024-05-01T10:00:00Z") -> dict[str, Any]:
     return {"resourceType": "Observation", "status": "final",
